@@ -1,0 +1,74 @@
+"""Shared fixtures: real sample images and documents, real bundled models, stores on disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+CAT_FACTS = (
+    "# Cats\n\nDomestic cats usually live 12 to 18 years, and some live past 20. "
+    "A cat sleeps for 12 to 16 hours a day.\n\n"
+    "# Espresso\n\nEspresso is coffee brewed by forcing hot water under pressure through finely ground beans.\n"
+)
+
+
+def skimage_photo(name: str) -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(getattr(data, name)())
+
+
+def text_image(text: str, size=(800, 220)) -> Image.Image:
+    image = Image.new("RGB", size, "white")
+    font = ImageFont.truetype(FONT, 64) if Path(FONT).exists() else ImageFont.load_default(size=64)
+    ImageDraw.Draw(image).text((30, 60), text, fill="black", font=font)
+    return image
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory) -> Path:
+    """A small real collection: three photos, a sign with text, one document."""
+    root = tmp_path_factory.mktemp("collection")
+    (root / "photos").mkdir()
+    skimage_photo("chelsea").save(root / "photos" / "chelsea.png")
+    skimage_photo("coffee").save(root / "photos" / "coffee.jpg", quality=92)
+    skimage_photo("rocket").save(root / "photos" / "rocket.webp")
+    text_image("OPEN 9AM").save(root / "photos" / "sign.png")
+    (root / "docs").mkdir()
+    (root / "docs" / "facts.md").write_text(CAT_FACTS)
+    return root
+
+
+@pytest.fixture(scope="session")
+def engine_factory():
+    from vlmsearch.engine import Engine
+
+    def make(store: Path, profile: str = "offline") -> Engine:
+        return Engine.from_config(store=store, profile=profile)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def indexed_store(sample_dir, tmp_path_factory, engine_factory) -> Path:
+    store = tmp_path_factory.mktemp("store")
+    report = engine_factory(store).index([sample_dir])
+    assert report.added == 5 and not report.failed, report.to_json()
+    return store
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The real installed CLI in a subprocess, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "vlmsearch.cli", *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"},
+    )  # fmt: skip

@@ -1,0 +1,69 @@
+import re
+
+import pytest
+
+from vlmsearch.errors import BadInputError
+from vlmsearch.ingest.documents import chunk_text, extract_text
+
+
+def minimal_pdf(text: str) -> bytes:
+    """A real one-page PDF with a text stream, offsets and all (no PDF writer is installed)."""
+    stream = f"BT /F1 24 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_pdf_text(tmp_path):
+    assert "Cats sleep a lot" in extract_text(tmp_path / "a.pdf", minimal_pdf("Cats sleep a lot"))
+
+
+def test_broken_pdf(tmp_path):
+    with pytest.raises(BadInputError, match="broken PDF"):
+        extract_text(tmp_path / "a.pdf", b"%PDF-1.4\n this is not really a pdf")
+
+
+def test_html_keeps_text_and_drops_scripts(tmp_path):
+    html = b"<html><head><style>p{}</style><script>steal()</script></head><body><p>Cats purr.</p></body></html>"
+    text = extract_text(tmp_path / "a.html", html)
+    assert "Cats purr." in text and "steal" not in text and "p{}" not in text
+
+
+def test_binary_content_in_a_text_file(tmp_path):
+    with pytest.raises(BadInputError, match="binary content"):
+        extract_text(tmp_path / "a.txt", b"\x89PNG\r\n\x1a\n\x00\x00")
+
+
+def test_chunks_cover_everything_within_size_and_overlap():
+    sentences = [f"Sentence number {i} says something about topic {i % 7}." for i in range(120)]
+    chunks = chunk_text(" ".join(sentences), size=300, overlap=80)
+    assert len(chunks) > 10
+    assert all(len(c) <= 300 for c in chunks)
+    joined = " ".join(chunks)
+    assert all(s in joined for s in sentences)  # nothing lost
+    for first, second in zip(chunks, chunks[1:]):  # neighbours share their boundary sentence
+        last_sentence = re.findall(r"Sentence number \d+ [^.]*\.", first)[-1]
+        assert last_sentence in second
+
+
+def test_a_sentence_longer_than_a_chunk_is_split():
+    chunks = chunk_text("word " * 500, size=200, overlap=20)
+    assert all(len(c) <= 200 for c in chunks) and sum(c.count("word") for c in chunks) >= 500
+
+
+def test_overlap_must_be_smaller_than_size():
+    with pytest.raises(ValueError, match="overlap"):
+        chunk_text("text", size=100, overlap=100)

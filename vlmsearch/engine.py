@@ -1,0 +1,79 @@
+"""The Python entry point: one object holding the settings, the profile's models and the store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from vlmsearch.config import Settings
+from vlmsearch.errors import BadInputError
+from vlmsearch.images import load_image
+from vlmsearch.ingest import IngestReport, Indexer
+from vlmsearch.models.registry import Models
+from vlmsearch.records import ImageHit, PassageHit
+from vlmsearch.stores import Store, StoreInfo, open_store
+
+MAX_QUERY_CHARS = 4000
+
+
+def check_query(text: str) -> str:
+    text = " ".join(text.split())
+    if not text:
+        raise BadInputError("the query is empty: give some words to search for")
+    if len(text) > MAX_QUERY_CHARS:
+        raise BadInputError(f"the query is {len(text):,} characters; the limit is {MAX_QUERY_CHARS:,}")
+    return text
+
+
+class Engine:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.models = Models(settings.profile, settings.cache_dir)
+        self._store: Store | None = None
+        self._wordnet = None
+
+    @classmethod
+    def from_config(cls, store: Path | str | None = None, profile: str | None = None) -> Engine:
+        return cls(Settings.create(store=store, profile=profile))
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            image, text = self.models.image_embedder, self.models.text_embedder
+            info = StoreInfo(image_embedder=image.name, image_dim=image.dim, text_embedder=text.name, text_dim=text.dim)
+            self._store = open_store(self.settings.store_dir, info, ann_min_rows=self.settings.search.ann_min_rows)
+        return self._store
+
+    @property
+    def wordnet(self):
+        if self._wordnet is None:
+            from vlmsearch.knowledge.wordnet import DEFAULT_DATA_NOUN, WordNet
+
+            self._wordnet = WordNet() if DEFAULT_DATA_NOUN.is_file() else False  # cards are optional
+        return self._wordnet or None
+
+    def index(self, paths: Sequence[Path | str], progress=None) -> IngestReport:
+        indexer = Indexer(self.models, self.store, self.settings.ingest, self.wordnet)
+        return indexer.run([Path(p) for p in paths], progress=progress)
+
+    def search_images(self, text: str, k: int | None = None, where: str | None = None) -> list[ImageHit]:
+        """Text -> images: keyword and dense matching of tags, OCR text and info cards, fused (RRF);
+        plus the image embedder's own text side when it is a joint image-text model."""
+        text = check_query(text)
+        vector = self.models.text_embedder.embed_texts([text])[0]
+        embedder = self.models.image_embedder
+        joint = embedder.embed_texts([text])[0] if hasattr(embedder, "embed_texts") else None
+        return self.store.images_by_text(text, vector, k or self.settings.search.k, where, joint_vector=joint)
+
+    def similar_images(self, image: Path | str | Image.Image, k: int | None = None, where: str | None = None) -> list[ImageHit]:
+        if not isinstance(image, Image.Image):
+            image = load_image(image, self.settings.ingest.max_image_pixels)
+        vector = self.models.image_embedder.embed_images([image])[0]
+        return self.store.images_by_vector(vector, k or self.settings.search.k, where)
+
+    def search_passages(self, text: str, k: int | None = None, where: str | None = None) -> list[PassageHit]:
+        text = check_query(text)
+        vector = self.models.text_embedder.embed_texts([text])[0]
+        return self.store.passages(text, vector, k or self.settings.search.k, where)

@@ -1,0 +1,204 @@
+"""Ingest: files -> model outputs -> store records, in batches, idempotent by content hash.
+
+Each batch is one store commit, so a killed run loses at most the batch in flight and a re-run
+skips everything already stored. A bad file is reported with its reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlmsearch.config import IngestSettings
+from vlmsearch.errors import BadInputError
+from vlmsearch.images import decode_image
+from vlmsearch.ingest.discover import Found, discover
+from vlmsearch.ingest.documents import chunk_text, extract_text
+from vlmsearch.knowledge.wordnet import WordNet
+from vlmsearch.models.registry import Models
+from vlmsearch.records import ImageRecord, InfoCard, PassageRecord, Tag
+from vlmsearch.stores.protocol import Store
+
+_MIN_TAG_SCORE = 0.1  # weaker guesses would add noise to keyword search
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: str
+    error: str
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    unchanged: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    skipped: int = 0  # files in folders with types we do not index
+    passages: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "unchanged": self.unchanged,
+            "failed": [asdict(f) for f in self.failed],
+            "skipped": self.skipped,
+            "passages": self.passages,
+            "seconds": round(self.seconds, 3),
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+        }
+
+
+def content_id(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def describe(path: Path, tags: Sequence[Tag], ocr_text: str, card: InfoCard | None, file_names: bool) -> str:
+    """The text that keyword and dense text->image search match for an image."""
+    strong = [t.label for i, t in enumerate(tags) if i == 0 or t.score >= _MIN_TAG_SCORE]
+    parts = [", ".join(strong)]
+    if card:
+        parts.append(card.as_text())
+    if ocr_text:
+        parts.append(f"Text: {ocr_text}")
+    if file_names:
+        parts.append(" ".join(path.stem.replace("_", " ").replace("-", " ").split()))
+    return "\n".join(p for p in parts if p)
+
+
+class Indexer:
+    def __init__(self, models: Models, store: Store, settings: IngestSettings, wordnet: WordNet | None = None):
+        self.models = models
+        self.store = store
+        self.settings = settings
+        self.wordnet = wordnet
+
+    def run(self, paths: Sequence[Path], progress=None) -> IngestReport:
+        """Index `paths`; `progress` is an optional rich Progress to show the work on."""
+        started = time.perf_counter()
+        report = IngestReport()
+        found = discover([Path(p) for p in paths])
+        report.skipped = found.skipped
+        report.failed.extend(Failure(p, why) for p, why in found.problems)
+        task = progress.add_task("indexing", total=len(found.files)) if progress else None
+        images = [f for f in found.files if f.kind == "image"]
+        documents = [f for f in found.files if f.kind == "document"]
+        for kind, files, step in (("images", images, self._image_batch), ("documents", documents, self._document_batch)):
+            for start in range(0, len(files), self.settings.batch_size):
+                batch = files[start : start + self.settings.batch_size]
+                if progress:
+                    progress.update(task, description=f"indexing {kind}")
+                step(batch, report)
+                if progress:
+                    progress.advance(task, len(batch))
+        with self._timed(report, "index_update"):
+            self.store.finalize()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    @contextmanager
+    def _timed(self, report: IngestReport, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        report.stage_seconds[stage] += time.perf_counter() - start
+
+    def _read_new(self, batch: Sequence[Found], report: IngestReport, known) -> list[tuple[Found, str, bytes]]:
+        """Read and hash files; count those already stored (or repeated in this run) as unchanged."""
+        read = []
+        with self._timed(report, "read"):
+            for item in batch:
+                try:
+                    size = item.path.stat().st_size
+                    if size > self.settings.max_file_bytes:
+                        raise BadInputError(f"file is {size:,} bytes, over the limit of {self.settings.max_file_bytes:,}")
+                    data = item.path.read_bytes()
+                except (OSError, BadInputError) as exc:
+                    report.failed.append(Failure(str(item.path), getattr(exc, "strerror", None) or str(exc)))
+                    continue
+                read.append((item, content_id(data), data))
+            stored = known([cid for _, cid, _ in read])
+        fresh, seen = [], set(stored)
+        for item, cid, data in read:
+            if cid in seen:
+                report.unchanged += 1
+            else:
+                seen.add(cid)
+                fresh.append((item, cid, data))
+        return fresh
+
+    def _image_batch(self, batch: Sequence[Found], report: IngestReport) -> None:
+        decoded = []
+        for item, cid, data in self._read_new(batch, report, self.store.known_image_ids):
+            try:
+                decoded.append((item, cid, decode_image(data, str(item.path), self.settings.max_image_pixels)))
+            except BadInputError as exc:
+                report.failed.append(Failure(str(item.path), str(exc).removeprefix(f"{item.path}: ")))
+        if not decoded:
+            return
+        pictures = [image for _, _, image in decoded]
+        with self._timed(report, "tagger"):
+            tags = self.models.tagger.tag(pictures, top_k=self.settings.top_tags)
+        with self._timed(report, "features"):
+            features = self.models.image_embedder.embed_images(pictures)
+        with self._timed(report, "ocr"):
+            ocr_texts = ["\n".join(line.text for line in self.models.ocr.read(p)) for p in pictures]
+        with self._timed(report, "info_cards"):
+            cards = [self._card(t) for t in tags]
+        descriptions = [
+            describe(item.path, t, o, c, self.settings.index_file_names)
+            for (item, _, _), t, o, c in zip(decoded, tags, ocr_texts, cards)
+        ]
+        with self._timed(report, "text_embedder"):
+            text_vectors = self.models.text_embedder.embed_texts(descriptions)
+        records = [
+            ImageRecord(
+                id=cid, path=str(item.path.resolve()), width=image.width, height=image.height,
+                tags=tuple(tag_list), ocr_text=ocr, card=card, description=description,
+                features=features[i], text_vector=text_vectors[i],
+                metadata={"file_name": item.path.name, "bytes": item.path.stat().st_size},
+            )
+            for i, ((item, cid, image), tag_list, ocr, card, description) in enumerate(
+                zip(decoded, tags, ocr_texts, cards, descriptions)
+            )
+        ]  # fmt: skip
+        with self._timed(report, "store_write"):
+            self.store.add_images(records)
+        report.added += len(records)
+
+    def _card(self, tags: Sequence[Tag]) -> InfoCard | None:
+        if not (self.wordnet and tags and tags[0].synset):
+            return None
+        return self.wordnet.card(tags[0].synset, title=tags[0].label)
+
+    def _document_batch(self, batch: Sequence[Found], report: IngestReport) -> None:
+        documents = []
+        for item, doc_id, data in self._read_new(batch, report, self.store.known_doc_ids):
+            try:
+                with self._timed(report, "extract"):
+                    chunks = chunk_text(extract_text(item.path, data), self.settings.chunk_chars, self.settings.chunk_overlap)
+                if not chunks:
+                    raise BadInputError(f"{item.path}: no text found (a scanned PDF needs OCR first)")
+                documents.append((item, doc_id, chunks))
+            except BadInputError as exc:
+                report.failed.append(Failure(str(item.path), str(exc).removeprefix(f"{item.path}: ")))
+        if not documents:
+            return
+        texts = [chunk for _, _, chunks in documents for chunk in chunks]
+        with self._timed(report, "text_embedder"):
+            vectors = iter(self.models.text_embedder.embed_texts(texts))
+        records = [
+            PassageRecord(f"{doc_id}:{n}", doc_id, str(item.path.resolve()), n, chunk, next(vectors))
+            for item, doc_id, chunks in documents
+            for n, chunk in enumerate(chunks)
+        ]
+        with self._timed(report, "store_write"):
+            self.store.add_passages(records)  # one commit: a document's passages appear together
+        report.added += len(documents)
+        report.passages += len(records)

@@ -1,0 +1,1 @@
+"""Knowledge sources that turn a recognised thing into an info card."""

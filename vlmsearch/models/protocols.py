@@ -1,0 +1,92 @@
+"""One small protocol per model role, one required method each; capabilities are attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict
+
+from vlmsearch.records import Tag
+
+
+@dataclass(frozen=True)
+class OcrLine:
+    text: str
+    score: float
+    box: tuple[tuple[float, float], ...] = ()  # corner points, in pixels
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn: text plus any images (only models with `accepts_images` take images)."""
+
+    role: Literal["system", "user", "assistant"]
+    text: str
+    images: tuple[Image.Image, ...] = field(default=())
+
+
+class GenerationOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    max_tokens: int = 512
+    temperature: float = 0.0  # greedy by default: answers should be reproducible
+    stop: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Tagger(Protocol):
+    name: str
+
+    def tag(self, images: Sequence[Image.Image], top_k: int = 5) -> list[list[Tag]]: ...
+
+
+@runtime_checkable
+class ImageEmbedder(Protocol):
+    name: str
+    dim: int
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(n, dim) float32, L2-normalised: dot product is cosine similarity."""
+        ...
+
+
+@runtime_checkable
+class TextEmbedder(Protocol):
+    name: str
+    dim: int
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32, L2-normalised."""
+        ...
+
+
+@runtime_checkable
+class OCR(Protocol):
+    name: str
+
+    def read(self, image: Image.Image) -> list[OcrLine]: ...
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    name: str
+    accepts_images: bool
+
+    def stream(self, messages: Sequence[Message], options: GenerationOptions = GenerationOptions()) -> Iterator[str]:
+        """Yield the reply's text piece by piece."""
+        ...
+
+
+def complete(model: ChatModel, messages: Sequence[Message], options: GenerationOptions = GenerationOptions()) -> str:
+    """The whole reply at once."""
+    return "".join(model.stream(messages, options))
+
+
+def check_images_allowed(model: ChatModel, messages: Sequence[Message]) -> None:
+    from vlmsearch.errors import ConfigError
+
+    if not model.accepts_images and any(m.images for m in messages):
+        raise ConfigError(f"chat model {model.name!r} reads text only; use a VLM for messages with images")

@@ -1,0 +1,217 @@
+"""The embedded store: one LanceDB directory, two tables, no server.
+
+Every write is a single LanceDB commit (a merge-insert keyed on id), so a killed ingest leaves each
+batch either fully visible or absent, and a re-run never duplicates rows. BM25 comes from Lance's
+full-text index; dense search is exact below `ann_min_rows` rows and an IVF-HNSW index above.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vlmsearch.errors import BadInputError, ConfigError
+from vlmsearch.records import ImageHit, ImageRecord, InfoCard, PassageHit, PassageRecord, Tag
+from vlmsearch.stores.protocol import StoreInfo
+from vlmsearch.stores.rrf import rrf_fuse
+
+IMAGES, PASSAGES = "images", "passages"
+_TAG = pa.struct([("label", pa.string()), ("score", pa.float32()), ("synset", pa.string())])
+_INFO_FILE = "store.json"
+
+
+def _schemas(info: StoreInfo) -> dict[str, pa.Schema]:
+    images = pa.schema([
+        ("id", pa.string()), ("path", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
+        ("tags", pa.list_(_TAG)), ("ocr_text", pa.string()), ("card", pa.string()),
+        ("description", pa.string()), ("caption", pa.string()), ("metadata", pa.string()),
+        ("features", pa.list_(pa.float32(), info.image_dim)),
+        ("text_vector", pa.list_(pa.float32(), info.text_dim)),
+    ])  # fmt: skip
+    passages = pa.schema([
+        ("id", pa.string()), ("doc_id", pa.string()), ("source", pa.string()), ("position", pa.int32()),
+        ("text", pa.string()), ("vector", pa.list_(pa.float32(), info.text_dim)),
+    ])  # fmt: skip
+    return {IMAGES: images, PASSAGES: passages}
+
+
+_VECTOR_COLUMNS = {"features", "text_vector", "vector"}
+_FTS_COLUMN = {IMAGES: "description", PASSAGES: "text"}
+
+
+def _quoted(values: Iterable[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def _card_from_json(text: str | None) -> InfoCard | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    return InfoCard(**{**data, "hypernyms": tuple(data.get("hypernyms", ()))})
+
+
+def _image_hit(row: dict[str, Any], score: float) -> ImageHit:
+    return ImageHit(
+        id=row["id"],
+        path=row["path"],
+        score=float(score),
+        tags=tuple(Tag(t["label"], float(t["score"]), t["synset"]) for t in row["tags"] or ()),
+        ocr_text=row["ocr_text"] or "",
+        card=_card_from_json(row["card"]),
+        caption=row["caption"] or "",
+    )
+
+
+def _passage_hit(row: dict[str, Any], score: float) -> PassageHit:
+    fields = ("id", "doc_id", "source", "position", "text")
+    return PassageHit(**{f: row[f] for f in fields}, score=float(score))
+
+
+class LanceStore:
+    def __init__(self, path: Path | str, info: StoreInfo, ann_min_rows: int = 5000):
+        import lancedb
+
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.info = self._check_info(info)
+        self.ann_min_rows = ann_min_rows
+        self._db = lancedb.connect(str(self.path))
+        existing = set(self._db.list_tables().tables)
+        self._tables = {
+            name: self._db.open_table(name) if name in existing else self._db.create_table(name, schema=schema)
+            for name, schema in _schemas(self.info).items()
+        }
+
+    def _check_info(self, info: StoreInfo) -> StoreInfo:
+        file = self.path / _INFO_FILE
+        if not file.exists():
+            file.write_text(info.model_dump_json(indent=2))
+            return info
+        stored = StoreInfo.model_validate_json(file.read_text())
+        if (stored.image_embedder, stored.text_embedder) != (info.image_embedder, info.text_embedder):
+            raise ConfigError(
+                f"store {self.path} was built with image embedder {stored.image_embedder!r} and text embedder "
+                f"{stored.text_embedder!r}, but this profile uses {info.image_embedder!r} and "
+                f"{info.text_embedder!r}: use the profile it was built with, or another --store"
+            )
+        return stored
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def _known(self, table: str, column: str, values: Iterable[str]) -> set[str]:
+        values = list(dict.fromkeys(values))
+        found: set[str] = set()
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            rows = (
+                self._tables[table].search().where(f"{column} IN ({_quoted(chunk)})")
+                .select([column]).limit(len(chunk) * 1000).to_list()
+            )  # fmt: skip
+            found.update(r[column] for r in rows)
+        return found
+
+    def known_image_ids(self, ids: Iterable[str]) -> set[str]:
+        return self._known(IMAGES, "id", ids)
+
+    def known_doc_ids(self, doc_ids: Iterable[str]) -> set[str]:
+        return self._known(PASSAGES, "doc_id", doc_ids)
+
+    def _upsert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        data = pa.Table.from_pylist(rows, schema=self._tables[table].schema)
+        self._tables[table].merge_insert("id").when_not_matched_insert_all().execute(data)
+
+    def add_images(self, records: Sequence[ImageRecord]) -> None:
+        self._upsert(IMAGES, [
+            {
+                "id": r.id, "path": r.path, "width": r.width, "height": r.height,
+                "tags": [{"label": t.label, "score": t.score, "synset": t.synset} for t in r.tags],
+                "ocr_text": r.ocr_text,
+                "card": json.dumps(r.card.__dict__) if r.card else None,
+                "description": r.description, "caption": r.caption, "metadata": json.dumps(r.metadata),
+                "features": r.features.astype(np.float32), "text_vector": r.text_vector.astype(np.float32),
+            }
+            for r in records
+        ])  # fmt: skip
+
+    def add_passages(self, records: Sequence[PassageRecord]) -> None:
+        self._upsert(PASSAGES, [
+            {"id": r.id, "doc_id": r.doc_id, "source": r.source, "position": r.position, "text": r.text,
+             "vector": r.vector.astype(np.float32)}
+            for r in records
+        ])  # fmt: skip
+
+    def finalize(self) -> None:
+        for name, table in self._tables.items():
+            if table.count_rows() == 0:
+                continue
+            indexed = {tuple(ix.columns)[0] for ix in table.list_indices()}
+            if _FTS_COLUMN[name] not in indexed:
+                table.create_fts_index(_FTS_COLUMN[name], replace=True)
+            vector_columns = ["features", "text_vector"] if name == IMAGES else ["vector"]
+            for column in vector_columns:
+                if column not in indexed and table.count_rows() >= self.ann_min_rows:
+                    self._create_ann_index(table, column)
+            table.optimize()  # folds new rows into existing indices, compacts small fragments
+
+    @staticmethod
+    def _create_ann_index(table, column: str) -> None:
+        from lancedb.index import IvfHnswSq
+
+        partitions = max(1, int(table.count_rows() ** 0.5 / 4))
+        table.create_index(column, config=IvfHnswSq(distance_type="cosine", num_partitions=partitions))
+
+    def count(self) -> dict[str, int]:
+        return {name: table.count_rows() for name, table in self._tables.items()}
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def _columns(self, table: str) -> list[str]:
+        return [f.name for f in self._tables[table].schema if f.name not in _VECTOR_COLUMNS]
+
+    def _run(self, query, table: str, k: int, where: str | None, score: str) -> list[dict[str, Any]]:
+        if where:
+            query = query.where(where, prefilter=True)
+        try:
+            return query.select([*self._columns(table), score]).limit(k).to_list()
+        except (ValueError, RuntimeError, OSError) as exc:
+            if where:
+                raise BadInputError(f"invalid filter {where!r}: {str(exc).splitlines()[0]}") from None
+            raise
+
+    def _dense(self, table: str, column: str, vector: np.ndarray, k: int, where: str | None) -> list[dict]:
+        query = self._tables[table].search(vector.astype(np.float32), vector_column_name=column).distance_type("cosine")
+        return self._run(query, table, k, where, "_distance")
+
+    def _bm25(self, table: str, text: str, k: int, where: str | None) -> list[dict]:
+        if _FTS_COLUMN[table] not in {tuple(ix.columns)[0] for ix in self._tables[table].list_indices()}:
+            return []  # nothing indexed yet
+        query = self._tables[table].search(text, query_type="fts", fts_columns=_FTS_COLUMN[table])
+        return self._run(query, table, k, where, "_score")
+
+    def _hybrid(self, table: str, text: str, dense: list[tuple[str, np.ndarray]], k: int, where: str | None):
+        """BM25 plus one dense ranking per (column, vector), fused by RRF."""
+        depth = max(3 * k, 30)  # each ranking looks deeper than k so fusion can promote agreement
+        rankings = [self._bm25(table, text, depth, where)]
+        rankings += [self._dense(table, column, vector, depth, where) for column, vector in dense]
+        rows = {r["id"]: r for ranking in rankings for r in ranking}
+        fused = rrf_fuse([[r["id"] for r in ranking] for ranking in rankings])
+        return [(rows[i], score) for i, score in fused[:k]]
+
+    def images_by_vector(self, vector: np.ndarray, k: int, where: str | None = None) -> list[ImageHit]:
+        return [_image_hit(r, 1.0 - r["_distance"]) for r in self._dense(IMAGES, "features", vector, k, where)]
+
+    def images_by_text(
+        self, text: str, vector: np.ndarray, k: int, where: str | None = None, joint_vector: np.ndarray | None = None
+    ) -> list[ImageHit]:
+        extra = [("features", joint_vector)] if joint_vector is not None else []
+        return [_image_hit(r, s) for r, s in self._hybrid(IMAGES, text, [("text_vector", vector), *extra], k, where)]
+
+    def passages(self, text: str, vector: np.ndarray, k: int, where: str | None = None) -> list[PassageHit]:
+        return [_passage_hit(r, s) for r, s in self._hybrid(PASSAGES, text, [("vector", vector)], k, where)]

@@ -1,0 +1,49 @@
+"""The store contract. Callers depend on this, so a distributed engine can replace the embedded one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from vlmsearch.records import ImageHit, ImageRecord, PassageHit, PassageRecord
+
+
+class StoreInfo(BaseModel):
+    """What a store's vectors mean; a store refuses to be opened with different embedders."""
+
+    model_config = ConfigDict(frozen=True)
+    schema_version: int = 1
+    image_embedder: str
+    image_dim: int
+    text_embedder: str
+    text_dim: int
+
+
+class Store(Protocol):
+    info: StoreInfo
+
+    def known_image_ids(self, ids: Iterable[str]) -> set[str]: ...
+    def known_doc_ids(self, doc_ids: Iterable[str]) -> set[str]: ...
+
+    def add_images(self, records: Sequence[ImageRecord]) -> None:
+        """All of `records` become visible together, or none do (a crash leaves no half batch)."""
+        ...
+
+    def add_passages(self, records: Sequence[PassageRecord]) -> None: ...
+
+    def finalize(self) -> None:
+        """Bring the search indices up to date after a batch of writes."""
+        ...
+
+    def count(self) -> dict[str, int]: ...
+
+    def images_by_vector(self, vector: np.ndarray, k: int, where: str | None = None) -> list[ImageHit]: ...
+    def images_by_text(
+        self, text: str, vector: np.ndarray, k: int, where: str | None = None, joint_vector: np.ndarray | None = None
+    ) -> list[ImageHit]:
+        """Hybrid text -> image search; `joint_vector` is the query in the image features' own space, if any."""
+        ...
+    def passages(self, text: str, vector: np.ndarray, k: int, where: str | None = None) -> list[PassageHit]: ...
