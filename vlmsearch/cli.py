@@ -36,12 +36,10 @@ def main(
 
 
 def _engine():
-    from transformers.utils import logging as hf_logging
-
     from vlmsearch.engine import Engine
+    from vlmsearch.models.hf import quiet_transformers
 
-    hf_logging.disable_progress_bar()  # weight-loading bars would interleave with ours
-    hf_logging.set_verbosity_error()
+    quiet_transformers()
     return Engine.from_config(store=state.store, profile=state.profile)
 
 

@@ -43,7 +43,10 @@ class Engine:
         if self._store is None:
             image, text = self.models.image_embedder, self.models.text_embedder
             info = StoreInfo(image_embedder=image.name, image_dim=image.dim, text_embedder=text.name, text_dim=text.dim)
-            self._store = open_store(self.settings.store_dir, info, ann_min_rows=self.settings.search.ann_min_rows)
+            search = self.settings.search
+            self._store = open_store(
+                self.settings.store_dir, info, ann_min_rows=search.ann_min_rows, ann_refine_factor=search.ann_refine_factor
+            )
         return self._store
 
     @property

@@ -41,6 +41,14 @@ def load_pretrained(load: Callable[[], T], model_id: str, purpose: str) -> T:
         raise MissingWeightsError(f"{purpose}: cannot load {model_id!r} from the local cache or the hub; {hint}") from None
 
 
+def quiet_transformers() -> None:
+    """For command-line programs: transformers' weight-loading bars would interleave with ours."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 

@@ -8,6 +8,7 @@ full-text index; dense search is exact below `ann_min_rows` rows and an IVF-HNSW
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from vlmsearch.errors import BadInputError, ConfigError
 from vlmsearch.records import ImageHit, ImageRecord, InfoCard, PassageHit, PassageRecord, Tag
 from vlmsearch.stores.protocol import StoreInfo
 from vlmsearch.stores.rrf import rrf_fuse
+
+# Opt in to Lance's coming default now (index statistics without centroids), which also silences its warning.
+os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
 
 IMAGES, PASSAGES = "images", "passages"
 _TAG = pa.struct([("label", pa.string()), ("score", pa.float32()), ("synset", pa.string())])
@@ -73,13 +77,14 @@ def _passage_hit(row: dict[str, Any], score: float) -> PassageHit:
 
 
 class LanceStore:
-    def __init__(self, path: Path | str, info: StoreInfo, ann_min_rows: int = 5000):
+    def __init__(self, path: Path | str, info: StoreInfo, ann_min_rows: int = 5000, ann_refine_factor: int = 4):
         import lancedb
 
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.info = self._check_info(info)
         self.ann_min_rows = ann_min_rows
+        self.ann_refine_factor = ann_refine_factor
         self._db = lancedb.connect(str(self.path))
         existing = set(self._db.list_tables().tables)
         self._tables = {
@@ -187,6 +192,8 @@ class LanceStore:
 
     def _dense(self, table: str, column: str, vector: np.ndarray, k: int, where: str | None) -> list[dict]:
         query = self._tables[table].search(vector.astype(np.float32), vector_column_name=column).distance_type("cosine")
+        if self.ann_refine_factor > 1:  # no effect on exact search; on an ANN index, re-ranks with full vectors
+            query = query.refine_factor(self.ann_refine_factor)
         return self._run(query, table, k, where, "_distance")
 
     def _bm25(self, table: str, text: str, k: int, where: str | None) -> list[dict]:

@@ -1,0 +1,19 @@
+"""`vlmsearch demo` end to end, offline: builds the collection, indexes, searches, writes the report."""
+
+import re
+from pathlib import Path
+
+from conftest import run_cli
+
+
+def test_demo_writes_a_report_with_real_results(tmp_path):
+    out = tmp_path / "demo"
+    result = run_cli("--store", str(tmp_path / "store"), "demo", "--out", str(out), "--images", "8", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "text -> images 'rocket': rocket.png" in result.stdout
+    assert "text -> passages 'what is espresso made of'" in result.stdout and "espresso" in result.stdout.split("espresso made of")[1][:300]
+    html = (out / "report.html").read_text()
+    sources = re.findall(r'<img src="([^"]+)"', html)
+    assert len(sources) > 20 and all((out / s).is_file() for s in sources)  # every picture resolves
+    assert len(list((out / "collection" / "clipart").glob("*.png"))) == 8
+    assert len(list((out / "collection" / "docs").glob("*.md"))) == 20
