@@ -152,6 +152,54 @@ def search(
 
 
 @app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question")],
+    image: Annotated[Optional[Path], typer.Option(help="An image the question is about")] = None,
+    pipeline: Annotated[Optional[str], typer.Option(help="llm or vlm [default: vlm if the profile has a VLM, else llm]")] = None,
+    trace: Annotated[bool, typer.Option("--trace", help="Show every stage: input, output, model, milliseconds")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: answer, citations, pipeline, trace")] = False,
+) -> None:
+    """Answer a question (optionally about an image) from the indexed documents, with citations."""
+    from vlmsearch.pipeline import AnswerEvent, TokenEvent
+
+    try:
+        events = _engine().ask_stream(question, image, pipeline)
+        answer = None
+        with console.status("thinking…", spinner="dots") as status:
+            for event in events:
+                if isinstance(event, TokenEvent):
+                    status.stop()
+                    if not as_json:
+                        out.print(event.text, end="", highlight=False, soft_wrap=True)
+                elif isinstance(event, AnswerEvent):
+                    answer = event.answer
+                else:
+                    status.update(f"{event.step.stage} done ({event.step.ms:.0f} ms)…")
+    except VlmsearchError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps(answer.to_json(), default=str))
+        return
+    out.print()
+    if answer.citations:
+        out.print("\n[bold]Sources[/]")
+        for c in answer.citations:
+            out.print(f"  [{c.n}] {c.source}: {c.text[:100]}…", highlight=False, markup=False)
+    if trace:
+        _print_trace(answer)
+
+
+def _print_trace(answer) -> None:
+    table = Table(title=f"trace: {answer.pipeline} pipeline", title_justify="left", show_lines=True)
+    for column in ("stage", "model", "ms", "input", "output"):
+        table.add_column(column, justify="right" if column == "ms" else "left", overflow="fold")
+    for step in answer.trace:
+        output = step.output if isinstance(step.output, str) else json.dumps(step.output, default=str)
+        table.add_row(step.stage, step.model, f"{step.ms:,.0f}", step.input, output[:400])
+    out.print(table)
+
+
+@app.command()
 def models() -> None:
     """List the model profiles and what each role uses."""
     from vlmsearch.config import Profile, available_profiles

@@ -84,6 +84,36 @@ class SearchSettings(_Frozen):
     ann_refine_factor: int = 4  # re-rank 4k ANN candidates with full vectors: recall@10 0.90 -> 0.999 at 100k
 
 
+class PipelineSpec(_Frozen):
+    """A pipeline is data: which stages run, and which role rephrases."""
+
+    stages: tuple[str, ...]
+    rephraser_role: str = "chat"  # "chat" (a text LLM) or "vlm" (sees the image)
+    captioner_role: str = "vlm"
+    generator_role: str = "chat"  # a text LLM in both designs, as in the reference system
+
+
+STAGES = ("visual_search", "rephrase", "retrieve", "caption", "generate")
+DEFAULT_PIPELINES = {
+    # The old design: the image reaches the text models only as visual-search facts.
+    "llm": PipelineSpec(stages=("visual_search", "rephrase", "retrieve", "generate")),
+    # The new design: a VLM rephraser that sees the image, plus a VLM captioner.
+    "vlm": PipelineSpec(stages=STAGES, rephraser_role="vlm"),
+}
+
+
+class AnswerSettings(_Frozen):
+    passages: int = 5  # passages given to the generator
+    # Cosine floor between a passage and the closest query. Calibrated for all-MiniLM-L6-v2 on a small
+    # probe: answering passages scored 0.55-0.72, unrelated ones -0.11-0.23.
+    min_passage_similarity: float = 0.3
+    similar_images: int = 3
+    similar_min_score: float = 0.5  # weaker look-alikes would mislead more than help
+    max_answer_tokens: int = 400
+    max_rephrase_tokens: int = 40
+    max_caption_tokens: int = 120
+
+
 def default_store_dir() -> Path:
     return Path(os.environ.get("VLMSEARCH_STORE") or platformdirs.user_data_path("vlmsearch") / "store")
 
@@ -98,6 +128,8 @@ class Settings(_Frozen):
     profile: Profile = Field(default_factory=lambda: Profile.load("offline"))
     ingest: IngestSettings = IngestSettings()
     search: SearchSettings = SearchSettings()
+    answer: AnswerSettings = AnswerSettings()
+    pipelines: dict[str, PipelineSpec] = Field(default_factory=lambda: dict(DEFAULT_PIPELINES))
 
     @classmethod
     def create(cls, store: Path | str | None = None, profile: str | None = None) -> Settings:

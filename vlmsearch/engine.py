@@ -71,10 +71,33 @@ class Engine:
         return self.store.images_by_text(text, vector, k or self.settings.search.k, where, joint_vector=joint)
 
     def similar_images(self, image: Path | str | Image.Image, k: int | None = None, where: str | None = None) -> list[ImageHit]:
-        if not isinstance(image, Image.Image):
-            image = load_image(image, self.settings.ingest.max_image_pixels)
+        image = self._image(image)
         vector = self.models.image_embedder.embed_images([image])[0]
         return self.store.images_by_vector(vector, k or self.settings.search.k, where)
+
+    def pipeline(self, name: str | None = None):
+        """A named pipeline; by default `vlm` when the profile has a VLM, else `llm`."""
+        from vlmsearch.errors import ConfigError
+        from vlmsearch.pipeline import Pipeline
+
+        name = name or ("vlm" if self.models.has("vlm") else "llm")
+        spec = self.settings.pipelines.get(name)
+        if spec is None:
+            raise ConfigError(f"unknown pipeline {name!r}; known: {', '.join(sorted(self.settings.pipelines))}")
+        return Pipeline(name, spec, self.settings, self.models, self.store, self.wordnet)
+
+    def ask(self, question: str, image: Path | str | Image.Image | None = None, pipeline: str | None = None):
+        """Answer a question, optionally about an image, citing indexed passages."""
+        return self.pipeline(pipeline).run(check_query(question), self._image(image))
+
+    def ask_stream(self, question: str, image: Path | str | Image.Image | None = None, pipeline: str | None = None):
+        """Like ask(), as events: StageEvent per finished stage, TokenEvent per piece of the answer, AnswerEvent."""
+        return self.pipeline(pipeline).stream(check_query(question), self._image(image))
+
+    def _image(self, image: Path | str | Image.Image | None) -> Image.Image | None:
+        if image is None or isinstance(image, Image.Image):
+            return image
+        return load_image(image, self.settings.ingest.max_image_pixels)
 
     def search_passages(self, text: str, k: int | None = None, where: str | None = None) -> list[PassageHit]:
         text = check_query(text)

@@ -1,0 +1,6 @@
+"""The answer pipeline: visual search -> rephrase -> retrieve -> caption -> generate."""
+
+from vlmsearch.pipeline.pipeline import Pipeline
+from vlmsearch.pipeline.types import Answer, AnswerEvent, Citation, StageEvent, TokenEvent, TraceStep, VisualFacts
+
+__all__ = ["Answer", "AnswerEvent", "Citation", "Pipeline", "StageEvent", "TokenEvent", "TraceStep", "VisualFacts"]

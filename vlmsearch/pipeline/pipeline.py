@@ -1,0 +1,113 @@
+"""A pipeline runs its declared stages in order, timing each into the trace, and streams the answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from PIL import Image
+
+from vlmsearch.config import STAGES, PipelineSpec, Settings
+from vlmsearch.errors import ConfigError
+from vlmsearch.pipeline.caption import Captioner
+from vlmsearch.pipeline.generate import Attributor, Generator, cited, sentences
+from vlmsearch.pipeline.rephrase import Rephraser
+from vlmsearch.pipeline.retrieve import Retriever
+from vlmsearch.pipeline.types import Answer, AnswerEvent, StageEvent, TokenEvent, TraceStep, VisualFacts
+from vlmsearch.pipeline.visual_search import VisualSearch
+
+Event = StageEvent | TokenEvent | AnswerEvent
+
+
+def _needs_vlm(name: str, role: str, profile: str) -> ConfigError:
+    return ConfigError(
+        f"the {name} pipeline needs a VLM for its {role} role, and profile {profile!r} has none. Use "
+        "--profile hf-cpu (a Hugging Face VLM), a profile whose vlm role is an OpenAI-compatible VLM server "
+        '(backend = "openai"), or --pipeline llm; our own trained VLM checkpoint will fill this role offline'
+    )
+
+
+class Pipeline:
+    def __init__(self, name: str, spec: PipelineSpec, settings: Settings, models, store, wordnet):
+        unknown = set(spec.stages) - set(STAGES)
+        if unknown:
+            raise ConfigError(f"pipeline {name!r} has unknown stages {sorted(unknown)}; stages: {', '.join(STAGES)}")
+        self.name, self.spec = name, spec
+        for role, stage in ((spec.rephraser_role, "rephrase"), (spec.captioner_role, "caption")):
+            if stage in spec.stages and not models.has(role):
+                raise _needs_vlm(name, role, settings.profile.name)
+        opts = settings.answer
+        self.models = models
+        self.visual_search = VisualSearch(models, store, wordnet, opts.similar_images, opts.similar_min_score)
+        self.retriever = Retriever(store, models.text_embedder, opts.passages, opts.min_passage_similarity)
+        self.opts = opts
+
+    def stream(self, question: str, image: Image.Image | None = None) -> Iterator[Event]:
+        """Stage events as each stage finishes, then the answer's tokens, then the whole answer."""
+        stages, trace = self.spec.stages, []
+
+        def step(stage: str, model: str, summary: str, run: Callable[[], Any], shown: Callable[[Any], Any]):
+            start = time.perf_counter()
+            result = run()
+            trace.append(TraceStep(stage, model, round(1000 * (time.perf_counter() - start), 1), summary, shown(result)))
+            return result
+
+        facts: VisualFacts | None = None
+        if image is not None and "visual_search" in stages:
+            facts = step("visual_search", self.visual_search.model_name, f"image {image.width}x{image.height}",
+                         lambda: self.visual_search(image), lambda f: f.as_text())  # fmt: skip
+            yield StageEvent(trace[-1])
+
+        query = None
+        if "rephrase" in stages:
+            rephraser = Rephraser(self.models.get(self.spec.rephraser_role), sees_image=self.spec.rephraser_role == "vlm",
+                                  max_tokens=self.opts.max_rephrase_tokens)  # fmt: skip
+            summary = f"question{' + image' if rephraser.sees_image and image else ''}{' + visual facts' if facts else ''}"
+            query = step("rephrase", rephraser.model_name, summary, lambda: rephraser(question, facts, image),
+                         lambda q: q.text if q.retrieve else "(chit-chat: no retrieval)")  # fmt: skip
+            yield StageEvent(trace[-1])
+        retrieval = query.retrieve if query else True
+        query_text = query.text if query else question
+
+        passages = []
+        if retrieval and "retrieve" in stages:
+            queries = [query_text, query.fallback if query else "", question]
+            passages = step("retrieve", self.retriever.model_name, " | ".join(dict.fromkeys(q for q in queries if q)),
+                            lambda: self.retriever(queries),
+                            lambda ps: [{"source": p.source, "position": p.position, "score": round(p.score, 4)} for p in ps])  # fmt: skip
+            yield StageEvent(trace[-1])
+
+        caption = None
+        if image is not None and "caption" in stages:
+            captioner = Captioner(self.models.get(self.spec.captioner_role), self.opts.max_caption_tokens)
+            caption = step("caption", captioner.model_name, "image", lambda: captioner(image), lambda c: c)
+            yield StageEvent(trace[-1])
+
+        generator = Generator(self.models.get(self.spec.generator_role), self.opts.max_answer_tokens)
+        attributor = Attributor(passages, self.models.text_embedder)
+        start, first_token_ms, shown = time.perf_counter(), None, []
+
+        def timed(pieces):
+            nonlocal first_token_ms
+            for piece in pieces:
+                first_token_ms = first_token_ms or round(1000 * (time.perf_counter() - start), 1)
+                yield piece
+
+        # Streamed a sentence at a time, each with its checked citation: what is shown is the answer.
+        for sentence in sentences(timed(generator.stream(question, facts, passages, caption, retrieval=retrieval))):
+            marked = attributor.mark(sentence)
+            shown.append(marked)
+            yield TokenEvent(marked + " ")
+        text = " ".join(s for s in shown if s)
+        trace.append(TraceStep("generate", generator.model_name, round(1000 * (time.perf_counter() - start), 1),
+                               f"question + {len(passages)} passages{' + caption' if caption else ''}",
+                               {"chars": len(text), "first_token_ms": first_token_ms}))  # fmt: skip
+        yield StageEvent(trace[-1])
+        yield AnswerEvent(Answer(text, cited(text, passages), self.name, tuple(trace)))
+
+    def run(self, question: str, image: Image.Image | None = None) -> Answer:
+        for event in self.stream(question, image):
+            if isinstance(event, AnswerEvent):
+                return event.answer
+        raise AssertionError("a pipeline always ends with its answer")

@@ -1,0 +1,32 @@
+"""Stage 3: queries -> passages. Each query runs hybrid search (BM25 + dense); the lists are fused
+again by RRF, so a weak rephrasing cannot hide what the plain question would have found. Passages
+whose meaning is far from every query are dropped: a store always has *some* nearest passage, and a
+small generator will happily borrow numbers from an unrelated one."""
+
+from __future__ import annotations
+
+from vlmsearch.records import PassageHit
+from vlmsearch.stores import rrf_fuse
+
+
+class Retriever:
+    def __init__(self, store, text_embedder, k: int = 5, min_similarity: float = 0.3):
+        self.store, self.text_embedder, self.k, self.min_similarity = store, text_embedder, k, min_similarity
+
+    @property
+    def model_name(self) -> str:
+        return f"BM25 + {self.text_embedder.name}, RRF"
+
+    def __call__(self, queries: list[str]) -> list[PassageHit]:
+        queries = list(dict.fromkeys(q for q in queries if q.strip()))
+        if not queries:
+            return []
+        vectors = self.text_embedder.embed_texts(queries)
+        rankings = [self.store.passages(q, v, 2 * self.k) for q, v in zip(queries, vectors)]
+        hits = {h.id: h for ranking in rankings for h in ranking}
+        fused = [hits[doc_id] for doc_id, _ in rrf_fuse([[h.id for h in ranking] for ranking in rankings])]
+        candidates = fused[: 2 * self.k]
+        if not candidates:
+            return []
+        similarity = (self.text_embedder.embed_texts([h.text for h in candidates]) @ vectors.T).max(axis=1)
+        return [h for h, s in zip(candidates, similarity) if s >= self.min_similarity][: self.k]

@@ -1,0 +1,89 @@
+"""What flows between the pipeline's stages, and what comes out of it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from vlmsearch.records import ImageHit, InfoCard, Tag
+
+
+@dataclass(frozen=True)
+class VisualFacts:
+    tags: tuple[Tag, ...]
+    ocr_text: str
+    card: InfoCard | None
+    similar: tuple[ImageHit, ...]  # known images that look alike, with their cards
+
+    def as_text(self) -> str:
+        lines = [f"Tags: {', '.join(f'{t.label} ({t.score:.2f})' for t in self.tags)}"]
+        if self.card:
+            lines.append(f"Most likely: {self.card.as_text()}")
+        lines.append(f"Text in the image: {self.ocr_text}" if self.ocr_text else "Text in the image: none found")
+        for hit in self.similar:
+            known = hit.card.as_text() if hit.card else ", ".join(t.label for t in hit.tags[:2])
+            lines.append(f"Similar known image ({hit.score:.2f}): {known}")
+        return "\n".join(lines)
+
+    def subject(self) -> str:
+        """The likeliest name of what the image shows."""
+        if self.card:
+            return self.card.title
+        return self.tags[0].label.split(",")[0] if self.tags else ""
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    text: str
+    retrieve: bool = True  # False for chit-chat that needs no documents
+    fallback: str = ""  # a plain query built without a model; retrieval fuses it in as a safety net
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    source: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    stage: str
+    model: str
+    ms: float
+    input: str  # a short summary of what went in
+    output: Any  # JSON-serialisable
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Answer:
+    answer: str
+    citations: tuple[Citation, ...]
+    pipeline: str
+    trace: tuple[TraceStep, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "citations": [asdict(c) for c in self.citations],
+            "pipeline": self.pipeline,
+            "trace": [step.to_json() for step in self.trace],
+        }
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    step: TraceStep
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    text: str
+
+
+@dataclass(frozen=True)
+class AnswerEvent:
+    answer: Answer
