@@ -28,7 +28,7 @@ def machine() -> dict[str, str]:
 def print_table(title: str, rows: list[dict], console: Console | None = None) -> None:
     table = Table(title=title, title_justify="left")
     for column in rows[0]:
-        table.add_column(column, justify="left" if column in ("what", "stage", "method") else "right")
+        table.add_column(column, justify="left" if column in ("what", "stage", "method", "pipeline") else "right")
     for row in rows:
         table.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in row.values()))
     (console or Console()).print(table)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
@@ -72,3 +75,48 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "vlmsearch.cli", *args], capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"},
     )  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """llama-cpp-python's OpenAI-compatible server on localhost, serving the bundled Qwen GGUF."""
+    from vlmsearch.config import Settings
+    from vlmsearch.models.assets import qwen_gguf
+
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "llama-server.log"
+    log = open(log_path, "wb")  # a file, not a pipe: an unread pipe fills up and stalls the server
+    gguf = qwen_gguf(Settings().cache_dir)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "qwen-local",
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    wait_for_server(process, f"{url}/models", log_path)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def wait_for_server(process: subprocess.Popen, ready_url: str, log_path: Path, seconds: float = 120) -> None:
+    """Poll `ready_url` until it answers 200; fail with the server's log if it dies."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited: {log_path.read_text(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(ready_url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    pytest.fail(f"server at {ready_url} did not start in {seconds:.0f} s")

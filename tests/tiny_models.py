@@ -66,3 +66,35 @@ def siglip(folder: Path) -> Path:
     SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+# Chat template that also takes content as a list of parts, as VLM processors pass it.
+MULTIMODAL_CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
+    "{% else %}{% for p in m['content'] %}{% if p['type'] == 'image' %}<image>{% else %}{{ p['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def llava(folder: Path) -> Path:
+    """A tiny LLaVA (CLIP vision tower + MLP projector + Llama), the image-text-to-text path."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    tok = tokenizer(chat_template=MULTIMODAL_CHATML)
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                       image_size=32, patch_size=8, projection_dim=32),
+        text_config=LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+        image_token_index=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
+    )  # fmt: skip
+    LlavaForConditionalGeneration(config).save_pretrained(folder)
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tok, patch_size=8, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        chat_template=MULTIMODAL_CHATML,
+    )  # fmt: skip
+    processor.save_pretrained(folder)
+    return folder

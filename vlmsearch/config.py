@@ -110,6 +110,9 @@ class AnswerSettings(_Frozen):
     similar_images: int = 3
     similar_min_score: float = 0.5  # weaker look-alikes would mislead more than help
     max_answer_tokens: int = 400
+    # Passage text given to the generator, focused on the query's closest sentences: prompt processing
+    # is most of a small CPU model's latency (Qwen 0.5B: ~200 tokens/s on 2 cores).
+    max_source_chars: int = 2400
     max_rephrase_tokens: int = 40
     max_caption_tokens: int = 120
 

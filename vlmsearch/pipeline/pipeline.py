@@ -86,6 +86,8 @@ class Pipeline:
 
         generator = Generator(self.models.get(self.spec.generator_role), self.opts.max_answer_tokens)
         attributor = Attributor(passages, self.models.text_embedder)
+        focus = [q for q in (query_text, question) if q]
+        texts = attributor.focused(self.models.text_embedder.embed_texts(focus), self.opts.max_source_chars)
         start, first_token_ms, shown = time.perf_counter(), None, []
 
         def timed(pieces):
@@ -95,7 +97,7 @@ class Pipeline:
                 yield piece
 
         # Streamed a sentence at a time, each with its checked citation: what is shown is the answer.
-        for sentence in sentences(timed(generator.stream(question, facts, passages, caption, retrieval=retrieval))):
+        for sentence in sentences(timed(generator.stream(question, facts, passages, caption, retrieval, texts))):
             marked = attributor.mark(sentence)
             shown.append(marked)
             yield TokenEvent(marked + " ")
