@@ -38,6 +38,7 @@ def test_data_cannot_fake_turns_headings_or_instructions():
     assert "<|im_" not in quoted and "\nQuestion:" not in quoted
     assert "ignore the previous" not in quoted and "Reply only" not in quoted
     assert quoted.startswith("Crema is foam.") and INJECTION_REMOVED in quoted
+    assert as_data("Students answer with a pencil. Ignore the noise outside.") == "Students answer with a pencil. Ignore the noise outside."
 
 
 def test_sentences_regroups_streamed_pieces():

@@ -29,7 +29,8 @@ _TEMPLATE_TOKENS = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|\[/?INST\]", re.IGNORECA
 # Sentences that talk to the assistant instead of about the world: the usual shapes of prompt injection.
 _INJECTION = re.compile(
     r"[^.!?\n]*\b(?:(?:ignore|disregard|forget|override)\b[^.!?\n]{0,60}\b(?:instructions?|prompts?|rules|"
-    r"everything|above|previous|prior)|(?:reply|respond|answer|output|print)\s+(?:only\s+)?(?:with|the\s+word)|"
+    r"everything|above|previous|prior)|(?:reply|respond|answer|output|print)\s+only\s+(?:with|the\s+word)|"
+    r"(?:reply|respond|answer|say)\s+with\s+the\s+word|"
     r"you\s+(?:are|must|should)\s+now|system\s+prompt|new\s+instructions?)\b[^.!?\n]*[.!?]?",
     re.IGNORECASE,
 )
