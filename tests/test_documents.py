@@ -67,3 +67,17 @@ def test_a_sentence_longer_than_a_chunk_is_split():
 def test_overlap_must_be_smaller_than_size():
     with pytest.raises(ValueError, match="overlap"):
         chunk_text("text", size=100, overlap=100)
+
+
+def test_headings_are_boundaries_and_travel_with_their_text():
+    text = "Intro line.\n\n# Minivan\nA minivan has sliding doors.\n\n## missile\nA missile carries a warhead.\n"
+    assert chunk_text(text, size=300, overlap=50) == [
+        "Intro line.", "Minivan: A minivan has sliding doors.", "missile: A missile carries a warhead."]
+    long_section = "# Cats\n" + " ".join(f"Cat fact number {i}." for i in range(40))
+    chunks = chunk_text(long_section, size=200, overlap=40)
+    assert len(chunks) > 3 and all(c.startswith("Cats: ") and len(c) <= 200 for c in chunks)
+
+
+def test_html_headings_become_sections(tmp_path):
+    html = b"<html><body><h2>Espresso</h2><p>Brewed under pressure.</p><h2>Crema</h2><p>The foam on top.</p></body></html>"
+    assert chunk_text(extract_text(tmp_path / "a.html", html)) == ["Espresso: Brewed under pressure.", "Crema: The foam on top."]

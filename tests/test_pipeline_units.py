@@ -4,8 +4,8 @@ import pytest
 
 from vlmsearch.models.bundled import MiniLM
 from vlmsearch.pipeline.generate import INJECTION_REMOVED, Attributor, as_data, sentences
-from vlmsearch.pipeline.rephrase import clean_query, fallback_query, is_chit_chat
-from vlmsearch.pipeline.types import VisualFacts
+from vlmsearch.pipeline.rephrase import clean_query, fallback_query, is_chit_chat, retrieval_queries
+from vlmsearch.pipeline.types import SearchQuery, VisualFacts
 from vlmsearch.records import InfoCard, PassageHit, Tag
 
 CAT = VisualFacts((Tag("Egyptian cat", 0.4, "n02124075"),), "", InfoCard("Egyptian cat", "a domestic cat of Egypt"), ())
@@ -67,3 +67,13 @@ def test_focused_passages_keep_the_relevant_sentences_in_order_within_budget():
     assert texts[0] == "Domestic cats live 12 to 18 years." and texts[1] == "(not relevant here)"
     full = Attributor(passages, embedder).focused(embedder.embed_texts(["cats"]), budget_chars=10_000)
     assert full == [p.text for p in passages]  # under budget: untouched
+
+
+def test_a_raw_question_that_points_at_the_image_counts_half():
+    pointing = SearchQuery("missile uses", fallback="what is missile used for?")
+    assert retrieval_queries("what is this used for?", pointing) == [
+        ("missile uses", 1.0), ("what is missile used for?", 1.0), ("what is this used for?", 0.5)]
+    unrelated = SearchQuery("espresso ingredients", fallback="missile what is espresso made of?")
+    assert retrieval_queries("what is espresso made of?", unrelated)[-1] == ("what is espresso made of?", 1.0)
+    no_image = SearchQuery("eiffel tower height", fallback="how tall is it?")
+    assert retrieval_queries("how tall is it?", no_image) == [("eiffel tower height", 1.0), ("how tall is it?", 1.0)]

@@ -31,6 +31,8 @@ def test_rrf_rewards_agreement():
     fused = rrf_fuse([["a", "b", "c"], ["b", "c", "a"]], k=60)
     assert [doc for doc, _ in fused] == ["b", "a", "c"]
     assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+    weighted = rrf_fuse([["a", "b"], ["b", "a"]], k=60, weights=[1.0, 0.25])
+    assert [doc for doc, _ in weighted] == ["a", "b"] and weighted[0][1] == pytest.approx(1 / 61 + 0.25 / 62)
 
 
 def test_passages_hybrid_search_and_idempotent_writes(tmp_path):

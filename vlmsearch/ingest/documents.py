@@ -9,6 +9,8 @@ from pathlib import Path
 from vlmsearch.errors import BadInputError
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)[\s#]*$")
+_MAX_HEADING = 100
 
 
 def extract_text(path: Path, data: bytes) -> str:
@@ -24,6 +26,8 @@ def extract_text(path: Path, data: bytes) -> str:
         soup = BeautifulSoup(text, "html.parser")
         for tag in soup(["script", "style", "noscript", "template"]):
             tag.decompose()
+        for tag in soup(["h1", "h2", "h3", "h4", "h5", "h6"]):  # keep section boundaries, as in Markdown
+            tag.replace_with(f"\n# {tag.get_text(' ', strip=True)}\n")
         text = soup.get_text("\n")
     return text
 
@@ -54,10 +58,34 @@ def _units(text: str, size: int) -> list[str]:
     return units
 
 
+def sections(text: str) -> list[tuple[str, str]]:
+    """(heading, body) pairs split at Markdown headings; text before the first heading has heading ''."""
+    found: list[tuple[str, list[str]]] = [("", [])]
+    for line in text.splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            found.append((heading.group(1)[:_MAX_HEADING], []))
+        else:
+            found[-1][1].append(line)
+    return [(heading, "\n".join(body)) for heading, body in found if "".join(body).strip()]
+
+
 def chunk_text(text: str, size: int = 1200, overlap: int = 200) -> list[str]:
-    """Greedy passages of whole sentences up to `size` characters; neighbours share up to `overlap`."""
+    """Passages of whole sentences up to `size` characters; neighbours share up to `overlap`.
+
+    Headings are topic boundaries: sections never share a passage, and each passage of a section
+    starts with its heading, so "## missile" text is not buried after a minivan's description."""
     if overlap >= size:
         raise ValueError(f"chunk overlap ({overlap}) must be smaller than chunk size ({size})")
+    chunks = []
+    for heading, body in sections(text):
+        prefix = f"{heading}: " if heading else ""
+        room = size - len(prefix)
+        chunks.extend(prefix + chunk for chunk in _chunk_plain(body, room, min(overlap, room // 2)))
+    return chunks
+
+
+def _chunk_plain(text: str, size: int, overlap: int) -> list[str]:
     chunks: list[str] = []
     current: list[str] = []
     for unit in _units(text, size):

@@ -12,7 +12,7 @@ from vlmsearch.config import STAGES, PipelineSpec, Settings
 from vlmsearch.errors import ConfigError
 from vlmsearch.pipeline.caption import Captioner
 from vlmsearch.pipeline.generate import Attributor, Generator, cited, sentences
-from vlmsearch.pipeline.rephrase import Rephraser
+from vlmsearch.pipeline.rephrase import Rephraser, retrieval_queries
 from vlmsearch.pipeline.retrieve import Retriever
 from vlmsearch.pipeline.types import Answer, AnswerEvent, StageEvent, TokenEvent, TraceStep, VisualFacts
 from vlmsearch.pipeline.visual_search import VisualSearch
@@ -72,8 +72,8 @@ class Pipeline:
 
         passages = []
         if retrieval and "retrieve" in stages:
-            queries = [query_text, query.fallback if query else "", question]
-            passages = step("retrieve", self.retriever.model_name, " | ".join(dict.fromkeys(q for q in queries if q)),
+            queries = retrieval_queries(question, query) if query else [(question, 1.0)]
+            passages = step("retrieve", self.retriever.model_name, " | ".join(f"{q} (x{w:g})" for q, w in queries),
                             lambda: self.retriever(queries),
                             lambda ps: [{"source": p.source, "position": p.position, "score": round(p.score, 4)} for p in ps])  # fmt: skip
             yield StageEvent(trace[-1])

@@ -28,6 +28,23 @@ def is_chit_chat(question: str) -> bool:
     return bool(_CHIT_CHAT.match(question))
 
 
+def points_at_image(question: str) -> bool:
+    return bool(_DEICTIC.search(question))
+
+
+def retrieval_queries(question: str, query: SearchQuery) -> list[tuple[str, float]]:
+    """What retrieval runs, with RRF weights: the rephrasing, the model-free fallback, and the raw
+    question. A raw question that points at the image counts half: alone, "what is this used for?"
+    matches any passage about uses, yet "how long does the animal here live?" names what a tagger
+    may have missed."""
+    raw_weight = 0.5 if points_at_image(question) and query.fallback != question else 1.0
+    weighted: dict[str, float] = {}
+    for text, weight in ((query.text, 1.0), (query.fallback, 1.0), (question, raw_weight)):
+        if text and text not in weighted:
+            weighted[text] = weight
+    return list(weighted.items())
+
+
 def fallback_query(question: str, facts: VisualFacts | None) -> str:
     """A model-free query: the question with its pointing words replaced by the image's subject."""
     if facts is None or not facts.subject():

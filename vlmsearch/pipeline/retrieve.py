@@ -17,14 +17,16 @@ class Retriever:
     def model_name(self) -> str:
         return f"BM25 + {self.text_embedder.name}, RRF"
 
-    def __call__(self, queries: list[str]) -> list[PassageHit]:
-        queries = list(dict.fromkeys(q for q in queries if q.strip()))
+    def __call__(self, queries: list[tuple[str, float]]) -> list[PassageHit]:
+        """Passages for weighted queries [(text, weight)], best first."""
+        queries = [(q, w) for q, w in queries if q.strip()]
         if not queries:
             return []
-        vectors = self.text_embedder.embed_texts(queries)
-        rankings = [self.store.passages(q, v, 2 * self.k) for q, v in zip(queries, vectors)]
+        vectors = self.text_embedder.embed_texts([q for q, _ in queries])
+        rankings = [self.store.passages(q, v, 2 * self.k) for (q, _), v in zip(queries, vectors)]
         hits = {h.id: h for ranking in rankings for h in ranking}
-        fused = [hits[doc_id] for doc_id, _ in rrf_fuse([[h.id for h in ranking] for ranking in rankings])]
+        fused = rrf_fuse([[h.id for h in ranking] for ranking in rankings], weights=[w for _, w in queries])
+        fused = [hits[doc_id] for doc_id, _ in fused]
         candidates = fused[: 2 * self.k]
         if not candidates:
             return []
