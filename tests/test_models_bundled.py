@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from PIL import ImageOps
+from PIL import Image, ImageOps
 
 from conftest import skimage_photo, text_image
 from vlmsearch.config import ModelSpec, Profile, Settings
@@ -21,6 +21,14 @@ def test_tagger_recognises_real_photos(models):
     assert "cat" in tags[0][0].label and tags[0][0].synset.startswith("n02")
     assert tags[1][0].label == "espresso" and tags[1][0].score > 0.5
     assert all(a.score >= b.score for a, b in zip(tags[0], tags[0][1:]))
+
+
+def test_extreme_aspect_ratios_stay_small(models):
+    from vlmsearch.models.bundled import imagenet_tensor
+
+    slivers = [Image.new("RGB", (2, 4000), "red"), Image.new("RGB", (4000, 1), "blue")]
+    assert tuple(imagenet_tensor(slivers).shape) == (2, 3, 224, 224)
+    assert len(models.tagger.tag(slivers, top_k=1)) == 2
 
 
 def test_image_features_are_normalised_and_meaningful(models):

@@ -99,6 +99,8 @@ def index(
         )
         for failure in report.failed:
             out.print(f"  [yellow]skipped[/] {failure.path}: {failure.error}", highlight=False)
+        for warning in report.warnings:
+            out.print(f"  [yellow]warning[/] {warning.path}: {warning.error}", highlight=False)
     if report.failed and report.added == 0 and report.unchanged == 0:
         raise typer.Exit(1)
 

@@ -40,6 +40,7 @@ class IngestReport:
     unchanged: int = 0
     failed: list[Failure] = field(default_factory=list)
     skipped: int = 0  # files in folders with types we do not index
+    warnings: list[Failure] = field(default_factory=list)  # indexed, but with something missing
     passages: int = 0
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -50,6 +51,7 @@ class IngestReport:
             "unchanged": self.unchanged,
             "failed": [asdict(f) for f in self.failed],
             "skipped": self.skipped,
+            "warnings": [asdict(w) for w in self.warnings],
             "passages": self.passages,
             "seconds": round(self.seconds, 3),
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
@@ -148,7 +150,7 @@ class Indexer:
         with self._timed(report, "features"):
             features = self.models.image_embedder.embed_images(pictures)
         with self._timed(report, "ocr"):
-            ocr_texts = ["\n".join(line.text for line in self.models.ocr.read(p)) for p in pictures]
+            ocr_texts = [self._ocr_text(item.path, image, report) for item, _, image in decoded]
         with self._timed(report, "info_cards"):
             cards = [self._card(t) for t in tags]
         descriptions = [
@@ -171,6 +173,14 @@ class Indexer:
         with self._timed(report, "store_write"):
             self.store.add_images(records)
         report.added += len(records)
+
+    def _ocr_text(self, path: Path, image, report: IngestReport) -> str:
+        """OCR that fails on one image leaves that image without text, not the run without images."""
+        try:
+            return "\n".join(line.text for line in self.models.ocr.read(image))
+        except Exception as exc:  # noqa: BLE001 (any engine error: the image is still worth indexing)
+            report.warnings.append(Failure(str(path), f"OCR failed ({type(exc).__name__}: {exc}); indexed without text"))
+            return ""
 
     def _card(self, tags: Sequence[Tag]) -> InfoCard | None:
         if not (self.wordnet and tags and tags[0].synset):

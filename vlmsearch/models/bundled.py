@@ -25,11 +25,13 @@ def imagenet_tensor(images: Sequence[Image.Image], size: int = 224):
 
     batch = []
     for image in images:
+        # Centre square first, then resize: the same view as "shorter side to size, then crop", but a
+        # 2x4000 sliver no longer becomes a 224x448,000 intermediate image.
         w, h = image.size
-        scale = size / min(w, h)
-        resized = image.convert("RGB").resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
-        left, top = (resized.width - size) // 2, (resized.height - size) // 2
-        crop = np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        square = image.convert("RGB").crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+        crop = np.asarray(square, dtype=np.float32) / 255.0
         batch.append(((crop - _IMAGENET_MEAN) / _IMAGENET_STD).transpose(2, 0, 1))
     return torch.from_numpy(np.stack(batch))
 
