@@ -201,6 +201,40 @@ def _print_trace(answer) -> None:
     out.print(table)
 
 
+eval_app = typer.Typer(help="Measure quality on your own data.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    images: Annotated[Path, typer.Option(help="Folder of images to search")],
+    queries: Annotated[Path, typer.Option(help='JSONL, one {"query": text, "target": file name in --images} a line')],
+    file_names: Annotated[bool, typer.Option(help="Let search match file names (inflates results when names describe images)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"recall@1", "recall@5", "recall@10", "mrr", "n"}')] = False,
+) -> None:
+    """Text -> image search quality: Recall@1/5/10 and MRR, indexing --images into a temporary store."""
+    from vlmsearch.config import Settings
+    from vlmsearch.eval.retrieval import evaluate_text_to_image, load_queries
+    from vlmsearch.models.hf import quiet_transformers
+
+    quiet_transformers()
+    try:
+        pairs = load_queries(queries)
+        with progress_bar() as progress:
+            report = evaluate_text_to_image(Settings.create(profile=state.profile), images, pairs, file_names, progress)
+    except VlmsearchError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps(report.to_json()))
+        return
+    out.print(f"text -> image retrieval: {report.n} queries over {report.indexed} images")
+    table = Table()
+    for column in report.to_json():
+        table.add_column(column, justify="right")
+    table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in report.to_json().values()))
+    out.print(table)
+
+
 @app.command()
 def models() -> None:
     """List the model profiles and what each role uses."""

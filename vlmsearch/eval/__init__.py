@@ -1,0 +1,1 @@
+"""Evaluation: retrieval metrics on any data (side-by-side judging comes later)."""
