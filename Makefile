@@ -15,8 +15,8 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-test-slow: setup
-	$(BIN)/python -m pytest -q -m slow
+test-slow: setup  # pytest exits 5 when no test is marked slow: that is not a failure
+	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]
 
 bench: setup
 	$(BIN)/python -m benchmarks.run
