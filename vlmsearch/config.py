@@ -79,7 +79,6 @@ class IngestSettings(_Frozen):
 
 class SearchSettings(_Frozen):
     k: int = 10
-    rrf_k: int = 60  # reciprocal rank fusion constant (Cormack et al., 2009)
     ann_min_rows: int = 5000  # below this, exact vector search is fast enough and exact
     ann_refine_factor: int = 4  # re-rank 4k ANN candidates with full vectors: recall@10 0.90 -> 0.999 at 100k
 

@@ -75,9 +75,6 @@ class Models:
             self._built[role] = build_model(role, spec, self.cache_dir)
         return self._built[role]
 
-    def loaded(self) -> dict[str, Any]:
-        return dict(self._built)
-
     @property
     def tagger(self):
         return self.get("tagger")
