@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import ask, ingest, search
+from benchmarks import ask, ingest, joint, search
 from benchmarks.common import write_json
 
 
@@ -17,6 +17,7 @@ def main() -> None:
         "ingest": ingest.run(images=20 if quick else 60, repeats=1 if quick else 3),
         "search": search.run(sizes=(10_000,) if quick else (10_000, 100_000), queries=50 if quick else 200),
         "ask": ask.run(),
+        "joint": joint.run(),
     }
     print(f"results: {write_json('latest', results)}")
 

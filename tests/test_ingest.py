@@ -95,3 +95,26 @@ def test_killed_ingest_resumes_without_duplicates(tmp_path):
     ids = [r["id"] for r in table.search().select(["id"]).limit(100).to_list()]
     assert len(ids) == len(set(ids)) == 24  # every image once: no duplicates, no half batches
     assert summary["added"] + summary["unchanged"] == 24 and summary["unchanged"] >= 8
+
+
+def test_reindexing_adds_joint_vectors_without_redoing_the_rest(sample_dir, tmp_path, engine_factory):
+    """A store built before the joint model (a profile without image_text) gains it on re-index."""
+    from importlib import resources
+
+    offline = (resources.files("vlmsearch.profiles") / "offline.toml").read_text()
+    without_joint = tmp_path / "no-joint.toml"
+    without_joint.write_text("\n".join(line for line in offline.split("\n\n") if "roles.image_text" not in line))
+    store = tmp_path / "store"
+    first = engine_factory(store, str(without_joint)).index([sample_dir / "photos"])
+    assert first.added == 4 and "joint_embedder" not in first.stage_seconds
+
+    engine = engine_factory(store)
+    second = engine.index([sample_dir / "photos"])
+    assert (second.added, second.updated, second.unchanged) == (0, 4, 0)
+    assert "ocr" not in second.stage_seconds and "tagger" not in second.stage_seconds  # only the new vector
+    rows = lancedb.connect(str(store)).open_table("images").to_arrow().to_pylist()
+    assert all(r["joint"] is not None for r in rows) and any("OPEN" in (r["ocr_text"] or "") for r in rows)
+    third = engine.index([sample_dir / "photos"])
+    assert (third.added, third.updated, third.unchanged) == (0, 0, 4)
+    hits = engine.search_images("a cat", k=2)
+    assert hits[0].path.endswith("chelsea.png")

@@ -91,3 +91,53 @@ def test_ann_index_finds_the_same_neighbours(tmp_path):
     assert any(ix.index_type != "FTS" for ix in store._tables["images"].list_indices())
     for i in (3, 150, 399):
         assert store.images_by_vector(unit(vectors[i]), k=1)[0].id == f"img{i}"
+
+
+JOINT = INFO.model_copy(update={"joint_embedder": "joint-test", "joint_dim": 4})
+
+
+def test_a_joint_model_added_later_gets_an_empty_column_then_fills_it(tmp_path):
+    store = open_store(tmp_path, INFO)  # built before any joint model
+    store.add_images([image(i, label, [i + 1, 0, 0, 0, 0, 0, 0, 1]) for i, label in enumerate(["cat", "dog", "car"])])
+    store.finalize()
+    store = open_store(tmp_path, JOINT)
+    assert store.info.joint_embedder == "joint-test"
+    assert store.missing_joint(["img0", "img1", "img2", "nope"]) == {"img0", "img1", "img2"}
+    # Search still works while the column is empty: the joint ranking just has nothing to say.
+    hits = store.images_by_text("dog", unit([1, 0, 0, 0]), k=3, joint_vector=unit([0, 1, 0, 0]))
+    assert hits[0].path.endswith("dog1.png")
+    store.set_joint({"img2": unit([0, 1, 0, 0]), "img0": unit([1, 0, 0, 0])})
+    assert store.missing_joint(["img0", "img1", "img2"]) == {"img1"}
+    row = store._tables["images"].search().where("id = 'img2'").to_list()[0]
+    assert row["ocr_text"] == "" and row["description"] == "car photo"  # the rest of the row is untouched
+    # The joint ranking now pulls the car up for a query that only the joint space understands.
+    hits = store.images_by_text("vehicle", unit([0, 0, 0, 1]), k=3, joint_vector=unit([0, 1, 0, 0]))
+    assert hits[0].id == "img2"
+
+
+def test_another_joint_model_replaces_the_column_and_keeps_the_rest(tmp_path):
+    store = open_store(tmp_path, JOINT)
+    store.add_images([image(0, "cat", [1, 0, 0, 0, 0, 0, 0, 0])])
+    store.set_joint({"img0": unit([1, 0, 0, 0])})
+    assert not store.missing_joint(["img0"])
+    # A profile without a joint model leaves the column (switching back costs nothing)...
+    assert open_store(tmp_path, INFO).info.joint_embedder == "joint-test"
+    assert not open_store(tmp_path, JOINT).missing_joint(["img0"])
+    # ...a different one empties it: old vectors mean nothing in the new space.
+    other = JOINT.model_copy(update={"joint_embedder": "joint-other", "joint_dim": 6})
+    store = open_store(tmp_path, other)
+    assert store.missing_joint(["img0"]) == {"img0"}
+    assert store.count()["images"] == 1
+    store.set_joint({"img0": unit([1, 0, 0, 0, 0, 0])})
+    assert not store.missing_joint(["img0"])
+
+
+def test_ann_index_on_a_partly_filled_joint_column(tmp_path):
+    rng = np.random.default_rng(1)
+    store = open_store(tmp_path, JOINT, ann_min_rows=100)
+    store.add_images([image(i, "thing", rng.standard_normal(8)) for i in range(300)])
+    joint = {f"img{i}": unit(rng.standard_normal(4)) for i in range(0, 300, 2)}  # half of them
+    store.set_joint(joint)
+    store.finalize()
+    hits = store._dense("images", "joint", joint["img40"], 1, None)
+    assert hits[0]["id"] == "img40"

@@ -94,14 +94,14 @@ def index(
         out.print_json(json.dumps(report.to_json()))
     else:
         out.print(
-            f"added {report.added}, unchanged {report.unchanged}, failed {len(report.failed)}, "
+            f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, failed {len(report.failed)}, "
             f"skipped {report.skipped} (other file types); {report.passages} passages; {report.seconds:.1f} s"
         )
         for failure in report.failed:
             out.print(f"  [yellow]skipped[/] {failure.path}: {failure.error}", highlight=False)
         for warning in report.warnings:
             out.print(f"  [yellow]warning[/] {warning.path}: {warning.error}", highlight=False)
-    if report.failed and report.added == 0 and report.unchanged == 0:
+    if report.failed and report.added == report.updated == report.unchanged == 0:
         raise typer.Exit(1)
 
 
@@ -150,6 +150,29 @@ def search(
         for i, h in enumerate(hits, 1):
             tags = ", ".join(f"{t.label} {t.score:.2f}" for t in h.tags[:3])
             table.add_row(str(i), f"{h.score:.3f}", h.path, tags, h.ocr_text.replace("\n", " ")[:60])
+    out.print(table)
+
+
+@app.command()
+def tag(
+    image: Annotated[Path, typer.Argument(help="The image")],
+    labels: Annotated[Optional[str], typer.Option(help="Comma-separated labels to choose from (zero-shot); default: the tagger's classes")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="How many labels")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help='Print [{"label", "score"}, ...]')] = False,
+) -> None:
+    """Label an image: the tagger's classes, or any --labels through the joint image-text model."""
+    try:
+        tags = _engine().tag(image, labels.split(",") if labels is not None else None, top_k=k)
+    except VlmsearchError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps([{"label": t.label, "score": round(t.score, 4)} for t in tags]))
+        return
+    table = Table()
+    table.add_column("label")
+    table.add_column("score", justify="right")
+    for t in tags:
+        table.add_row(t.label, f"{t.score:.3f}")
     out.print(table)
 
 
@@ -233,6 +256,60 @@ def eval_retrieval(
         table.add_column(column, justify="right")
     table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in report.to_json().values()))
     out.print(table)
+
+
+train_app = typer.Typer(help="Train models from the offline parts.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("contrastive")
+def train_contrastive(
+    data: Annotated[Path, typer.Option(help="Folder of images (texts from captions or file names) or JSONL of {image, text}")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Checkpoint folder (config.json + model.safetensors + training.json)")],
+    loss: Annotated[str, typer.Option(help="clip (softmax InfoNCE) or siglip (pairwise sigmoid)")] = "siglip",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed and data give the same heads")] = 0,
+    max_epochs: Annotated[int, typer.Option(min=1, help="Upper bound; early stopping usually ends sooner")] = 300,
+    name: Annotated[str, typer.Option(help="Embedder name recorded in stores [default: joint-<data>-<loss>]")] = "",
+    class_prior: Annotated[bool, typer.Option("--class-prior/--no-class-prior", help="Start from the image tower's class names (zero-shot prior)")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the training report as JSON")] = False,
+) -> None:
+    """Train joint image-text heads over the frozen offline towers (contrastive, CLIP or SigLIP loss)."""
+    from pydantic import ValidationError
+
+    from vlmsearch.config import default_cache_dir
+    from vlmsearch.joint.train import ContrastiveSettings, train
+    from vlmsearch.models.hf import quiet_transformers
+
+    quiet_transformers()
+    try:
+        settings = ContrastiveSettings(
+            data=data, out=out_dir, loss=loss, seed=seed, max_epochs=max_epochs, name=name, class_prior=class_prior
+        )
+    except ValidationError as exc:
+        _fail(VlmsearchError(f"bad option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"))
+    try:
+        with progress_bar() as progress:
+            report = train(settings, default_cache_dir(), progress)
+    except VlmsearchError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps({k: v for k, v in report.to_json().items() if k != "history"}))
+        return
+    out.print(
+        f"best epoch {report.best_epoch} of {report.epochs}; {report.pairs['train']} training pairs "
+        f"({report.groups['train']} groups); features {report.feature_seconds:.0f} s, training {report.train_seconds:.0f} s, "
+        f"peak memory {report.peak_rss_mb:.0f} MB"
+    )
+    table = Table()
+    for column in ("split", "direction", "recall@1", "recall@5", "recall@10", "mrr"):
+        table.add_column(column, justify="left" if column in ("split", "direction") else "right")
+    for split, metrics in (("val", report.val), ("test", report.test)):
+        for direction, values in metrics.items():
+            table.add_row(split, direction.replace("_", " "), *(f"{v:.3f}" for v in values.values()))
+    out.print(table)
+    for path, why in report.skipped.items():
+        out.print(f"  [yellow]skipped[/] {path}: {why}", highlight=False)
+    out.print(f"checkpoint: {report.checkpoint}")
 
 
 @app.command()

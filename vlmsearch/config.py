@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vlmsearch.errors import ConfigError
 
-ROLES = ("tagger", "image_embedder", "ocr", "text_embedder", "chat", "vlm")
+ROLES = ("tagger", "image_embedder", "image_text", "ocr", "text_embedder", "chat", "vlm")
 
 
 class _Frozen(BaseModel):

@@ -12,7 +12,8 @@ from vlmsearch.errors import BadInputError
 from vlmsearch.images import load_image
 from vlmsearch.ingest import IngestReport, Indexer
 from vlmsearch.models.registry import Models
-from vlmsearch.records import ImageHit, PassageHit
+from vlmsearch.models.protocols import label_scores, top_tags
+from vlmsearch.records import ImageHit, PassageHit, Tag
 from vlmsearch.stores import Store, StoreInfo, open_store
 
 MAX_QUERY_CHARS = 4000
@@ -42,7 +43,11 @@ class Engine:
     def store(self) -> Store:
         if self._store is None:
             image, text = self.models.image_embedder, self.models.text_embedder
-            info = StoreInfo(image_embedder=image.name, image_dim=image.dim, text_embedder=text.name, text_dim=text.dim)
+            joint = self.models.image_text if self.models.has("image_text") else None
+            info = StoreInfo(
+                image_embedder=image.name, image_dim=image.dim, text_embedder=text.name, text_dim=text.dim,
+                joint_embedder=joint.name if joint else None, joint_dim=joint.dim if joint else None,
+            )  # fmt: skip
             search = self.settings.search
             self._store = open_store(
                 self.settings.store_dir, info, ann_min_rows=search.ann_min_rows, ann_refine_factor=search.ann_refine_factor
@@ -62,18 +67,30 @@ class Engine:
         return indexer.run([Path(p) for p in paths], progress=progress)
 
     def search_images(self, text: str, k: int | None = None, where: str | None = None) -> list[ImageHit]:
-        """Text -> images: keyword and dense matching of tags, OCR text and info cards, fused (RRF);
-        plus the image embedder's own text side when it is a joint image-text model."""
+        """Text -> images: keyword and dense matching of tags, OCR text and info cards, plus the query in
+        the joint image-text space when the profile has an image_text model, fused (RRF)."""
         text = check_query(text)
         vector = self.models.text_embedder.embed_texts([text])[0]
-        embedder = self.models.image_embedder
-        joint = embedder.embed_texts([text])[0] if hasattr(embedder, "embed_texts") else None
+        joint = self.models.image_text.embed_texts([text])[0] if self.models.has("image_text") else None
         return self.store.images_by_text(text, vector, k or self.settings.search.k, where, joint_vector=joint)
 
     def similar_images(self, image: Path | str | Image.Image, k: int | None = None, where: str | None = None) -> list[ImageHit]:
         image = self._image(image)
         vector = self.models.image_embedder.embed_images([image])[0]
         return self.store.images_by_vector(vector, k or self.settings.search.k, where)
+
+    def tag(self, image: Path | str | Image.Image, labels: Sequence[str] | None = None, top_k: int = 5) -> list[Tag]:
+        """The image's best labels: the tagger's own classes, or zero-shot over `labels` with the
+        profile's joint image-text model (any labels, no training)."""
+        picture = self._image(image)
+        if not labels:
+            return self.models.tagger.tag([picture], top_k=top_k)[0]
+        labels = list(dict.fromkeys(label.strip() for label in labels if label.strip()))
+        if not labels:
+            raise BadInputError("no labels given: pass a comma-separated list, e.g. 'cat, dog, car'")
+        model = self.models.image_text
+        scores = label_scores(model, model.embed_images([picture]), model.embed_texts(labels))
+        return top_tags(scores, labels, [None] * len(labels), top_k)[0]
 
     def pipeline(self, name: str | None = None):
         """A named pipeline; by default `vlm` when the profile has a VLM, else `llm`."""

@@ -42,6 +42,7 @@ class ImageRecord:
     description: str  # tags + OCR + card (+ file name): what text search matches
     features: np.ndarray  # image embedder vector, L2-normalised (image -> image)
     text_vector: np.ndarray  # text embedding of `description` (dense half of text -> image)
+    joint: np.ndarray | None = None  # joint image-text vector, when the profile has an image_text model
     caption: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
 

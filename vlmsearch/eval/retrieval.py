@@ -13,8 +13,7 @@ from pathlib import Path
 
 from vlmsearch.config import Settings
 from vlmsearch.errors import BadInputError
-
-CUTOFFS = (1, 5, 10)
+from vlmsearch.eval.metrics import CUTOFFS, recall_and_mrr
 
 
 @dataclass(frozen=True)
@@ -77,10 +76,10 @@ def evaluate_text_to_image(
             ranks.append(rank_of(target, [h.path for h in engine.search_images(query, k=max(CUTOFFS))]))
             if progress:
                 progress.advance(task)
-    found = [r for r in ranks if r is not None]
+    metrics = recall_and_mrr(ranks, CUTOFFS)
     return RetrievalReport(
-        recall={k: sum(r <= k for r in found) / len(ranks) for k in CUTOFFS},
-        mrr=sum(1 / r for r in found) / len(ranks),
+        recall={k: metrics[f"recall@{k}"] for k in CUTOFFS},
+        mrr=metrics["mrr"],
         n=len(ranks),
         indexed=indexed.added + indexed.unchanged,
     )

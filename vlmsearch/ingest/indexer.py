@@ -37,6 +37,7 @@ class Failure:
 @dataclass
 class IngestReport:
     added: int = 0
+    updated: int = 0  # stored images that gained a joint vector
     unchanged: int = 0
     failed: list[Failure] = field(default_factory=list)
     skipped: int = 0  # files in folders with types we do not index
@@ -48,6 +49,7 @@ class IngestReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "added": self.added,
+            "updated": self.updated,
             "unchanged": self.unchanged,
             "failed": [asdict(f) for f in self.failed],
             "skipped": self.skipped,
@@ -137,18 +139,25 @@ class Indexer:
 
     def _image_batch(self, batch: Sequence[Found], report: IngestReport) -> None:
         decoded = []
-        for item, cid, data in self._read_new(batch, report, self.store.known_image_ids):
+        for item, cid, data in self._read_new(batch, report, self._known_complete_images):
             try:
                 decoded.append((item, cid, decode_image(data, str(item.path), self.settings.max_image_pixels)))
             except BadInputError as exc:
                 report.failed.append(Failure(str(item.path), str(exc).removeprefix(f"{item.path}: ")))
         if not decoded:
             return
+        stored = self.store.known_image_ids([cid for _, cid, _ in decoded])
+        if stored:  # indexed before the joint model came: add its vector, keep the rest (no OCR again)
+            self._add_joint([d for d in decoded if d[1] in stored], report)
+            decoded = [d for d in decoded if d[1] not in stored]
+            if not decoded:
+                return
         pictures = [image for _, _, image in decoded]
         with self._timed(report, "tagger"):
             tags = self.models.tagger.tag(pictures, top_k=self.settings.top_tags)
         with self._timed(report, "features"):
             features = self.models.image_embedder.embed_images(pictures)
+        joint = self._joint_vectors(pictures, report)
         with self._timed(report, "ocr"):
             ocr_texts = [self._ocr_text(item.path, image, report) for item, _, image in decoded]
         with self._timed(report, "info_cards"):
@@ -163,7 +172,7 @@ class Indexer:
             ImageRecord(
                 id=cid, path=str(item.path.resolve()), width=image.width, height=image.height,
                 tags=tuple(tag_list), ocr_text=ocr, card=card, description=description,
-                features=features[i], text_vector=text_vectors[i],
+                features=features[i], text_vector=text_vectors[i], joint=None if joint is None else joint[i],
                 metadata={"file_name": item.path.name, "bytes": item.path.stat().st_size},
             )
             for i, ((item, cid, image), tag_list, ocr, card, description) in enumerate(
@@ -173,6 +182,23 @@ class Indexer:
         with self._timed(report, "store_write"):
             self.store.add_images(records)
         report.added += len(records)
+
+    def _known_complete_images(self, ids: Sequence[str]) -> set[str]:
+        """Stored images that need nothing: known, and with a joint vector when the profile has a joint model."""
+        known = self.store.known_image_ids(ids)
+        return known - self.store.missing_joint(known) if self.models.has("image_text") else known
+
+    def _joint_vectors(self, pictures, report: IngestReport):
+        if not self.models.has("image_text"):
+            return None
+        with self._timed(report, "joint_embedder"):
+            return self.models.image_text.embed_images(pictures)
+
+    def _add_joint(self, decoded, report: IngestReport) -> None:
+        vectors = self._joint_vectors([image for _, _, image in decoded], report)
+        with self._timed(report, "store_write"):
+            self.store.set_joint({cid: vector for (_, cid, _), vector in zip(decoded, vectors)})
+        report.updated += len(decoded)
 
     def _ocr_text(self, path: Path, image, report: IngestReport) -> str:
         """OCR that fails on one image leaves that image without text, not the run without images."""

@@ -11,7 +11,7 @@ from PIL import Image
 
 from vlmsearch.config import ModelSpec
 from vlmsearch.errors import MissingDependencyError
-from vlmsearch.models.protocols import OcrLine
+from vlmsearch.models.protocols import OcrLine, top_tags
 from vlmsearch.models.registry import check_model_name, register
 from vlmsearch.records import Tag
 
@@ -71,20 +71,28 @@ class EfficientNetLite0:
         with torch.inference_mode():
             return self._net.extract_features(imagenet_tensor(images))
 
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        pooled = self.feature_maps(images).mean(dim=(2, 3)).numpy()
-        return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
+    @property
+    def class_names(self) -> list[str]:
+        return self._labels
 
-    def tag(self, images: Sequence[Image.Image], top_k: int = 5) -> list[list[Tag]]:
+    def features_and_probabilities(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """One pass: (n, 1280) unit-length pooled features and (n, 1000) ImageNet-1k class probabilities."""
         import torch
 
         with torch.inference_mode():
-            probs = self._net(imagenet_tensor(images)).softmax(dim=1).numpy()
-        out = []
-        for row in probs:
-            best = np.argsort(-row)[:top_k]
-            out.append([Tag(self._labels[i], float(row[i]), self._synsets[i]) for i in best])
-        return out
+            pooled = self._net.extract_features(imagenet_tensor(images)).mean(dim=(2, 3))
+            probabilities = self._net._fc(pooled).softmax(dim=1)  # the network's own head, as in forward()
+        features = torch.nn.functional.normalize(pooled, dim=1)
+        return features.numpy().astype(np.float32), probabilities.numpy()
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.features_and_probabilities(images)[0]
+
+    def class_probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.features_and_probabilities(images)[1]
+
+    def tag(self, images: Sequence[Image.Image], top_k: int = 5) -> list[list[Tag]]:
+        return top_tags(self.class_probabilities(images), self._labels, self._synsets, top_k)
 
 
 class RapidOcr:
@@ -151,7 +159,30 @@ def _ocr(spec: ModelSpec, cache_dir: Path):
 
 @register("bundled", "text_embedder")
 def _text(spec: ModelSpec, cache_dir: Path):
-    return check_model_name("text_embedder", spec.model, {"all-minilm-l6-v2": MiniLM})(**spec.options)
+    check_model_name("text_embedder", spec.model, {"all-minilm-l6-v2": MiniLM})
+    return _minilm(**spec.options)
+
+
+@functools.cache
+def _minilm() -> MiniLM:
+    return MiniLM()  # one copy per process: the joint embedder's text tower is this same model
+
+
+# Joint image-text heads trained by `vlmsearch train contrastive` and shipped in the package.
+SHIPPED_JOINT = {"joint-openclipart-siglip": "joint-openclipart-siglip"}
+
+
+@register("bundled", "image_text")
+def _image_text(spec: ModelSpec, cache_dir: Path):
+    from importlib import resources
+
+    from vlmsearch.joint.embedder import JointEmbedder
+
+    path = Path(spec.model).expanduser()
+    if not path.is_dir():  # a shipped checkpoint by name; a user's own by path
+        folder = check_model_name("image_text", spec.model, SHIPPED_JOINT)
+        path = Path(str(resources.files("vlmsearch.joint") / "weights" / folder))
+    return JointEmbedder(path, cache_dir)
 
 
 @register("bundled", "chat")

@@ -18,7 +18,7 @@ from PIL import Image
 
 from vlmsearch.config import ModelSpec
 from vlmsearch.errors import MissingWeightsError
-from vlmsearch.models.protocols import GenerationOptions, Message, check_images_allowed
+from vlmsearch.models.protocols import GenerationOptions, Message, check_images_allowed, label_scores, top_tags
 from vlmsearch.models.registry import register
 from vlmsearch.records import Tag
 
@@ -85,7 +85,9 @@ class HFImageText:
         self._tokenizer = load_pretrained(lambda: AutoTokenizer.from_pretrained(model_id), model_id, "tokenizer")
         config = self._model.config
         self.dim = getattr(config, "projection_dim", None) or config.vision_config.hidden_size
-        self._sigmoid = hasattr(self._model, "logit_bias")  # SigLIP scores pairs independently
+        self.sigmoid = hasattr(self._model, "logit_bias")  # SigLIP scores pairs independently
+        self.logit_scale = float(self._model.logit_scale.detach().exp())
+        self.logit_bias = float(self._model.logit_bias.detach()) if self.sigmoid else 0.0
         self._labels, self._synsets = _label_set(labels)
         self._prompt = prompt
         self._label_vectors: np.ndarray | None = None
@@ -101,7 +103,7 @@ class HFImageText:
         import torch
 
         # SigLIP was trained on texts padded to 64 tokens; CLIP pads to the longest.
-        padding = {"padding": "max_length", "max_length": 64} if self._sigmoid else {"padding": True}
+        padding = {"padding": "max_length", "max_length": 64} if self.sigmoid else {"padding": True}
         inputs = self._tokenizer(list(texts), truncation=True, return_tensors="pt", **padding)
         with torch.inference_mode():
             return _normalise(_as_tensor(self._model.get_text_features(**inputs)).numpy())
@@ -109,18 +111,8 @@ class HFImageText:
     def tag(self, images: Sequence[Image.Image], top_k: int = 5) -> list[list[Tag]]:
         if self._label_vectors is None:
             self._label_vectors = self.embed_texts([self._prompt.format(label) for label in self._labels])
-        logits = self.embed_images(images) @ self._label_vectors.T
-        logits = logits * float(self._model.logit_scale.detach().exp())
-        if self._sigmoid:
-            scores = 1 / (1 + np.exp(-(logits + float(self._model.logit_bias.detach()))))
-        else:
-            scores = np.exp(logits - logits.max(axis=1, keepdims=True))
-            scores /= scores.sum(axis=1, keepdims=True)
-        out = []
-        for row in scores:
-            best = np.argsort(-row)[:top_k]
-            out.append([Tag(self._labels[i], float(row[i]), self._synsets[i]) for i in best])
-        return out
+        scores = label_scores(self, self.embed_images(images), self._label_vectors)
+        return top_tags(scores, self._labels, self._synsets, top_k)
 
 
 def _label_set(labels: Sequence[str] | None) -> tuple[list[str], list[str | None]]:
@@ -214,7 +206,7 @@ def _text(spec: ModelSpec, cache_dir: Path):
     return HFTextEmbedder(spec.model, **spec.options)
 
 
-@register("transformers", "tagger", "image_embedder")
+@register("transformers", "tagger", "image_embedder", "image_text")
 def _image_text(spec: ModelSpec, cache_dir: Path):
     return HFImageText(spec.model, **spec.options)
 

@@ -64,6 +64,40 @@ class TextEmbedder(Protocol):
 
 
 @runtime_checkable
+class ImageTextEmbedder(Protocol):
+    """Images and texts in one space (CLIP, SigLIP, our trained heads): text -> image search, zero-shot tags."""
+
+    name: str
+    dim: int
+    sigmoid: bool  # SigLIP-style: labels scored independently; else a softmax over the labels
+    logit_scale: float  # similarity -> logit
+    logit_bias: float
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32, L2-normalised, comparable with embed_images."""
+        ...
+
+
+def label_scores(model: ImageTextEmbedder, image_vectors: np.ndarray, label_vectors: np.ndarray) -> np.ndarray:
+    """(images, labels) scores in [0, 1]: sigmoid probabilities, or a softmax over the labels."""
+    logits = model.logit_scale * image_vectors @ label_vectors.T
+    if model.sigmoid:
+        return 1 / (1 + np.exp(-(logits + model.logit_bias)))
+    scores = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return scores / scores.sum(axis=1, keepdims=True)
+
+
+def top_tags(scores: np.ndarray, labels: Sequence[str], synsets: Sequence[str | None], top_k: int) -> list[list[Tag]]:
+    out = []
+    for row in scores:
+        best = np.argsort(-row, kind="stable")[:top_k]
+        out.append([Tag(labels[i], float(row[i]), synsets[i]) for i in best])
+    return out
+
+
+@runtime_checkable
 class OCR(Protocol):
     name: str
 

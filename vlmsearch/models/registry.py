@@ -68,12 +68,15 @@ class Models:
         return self.profile.spec(role) is not None
 
     def get(self, role: str) -> Any:
-        if role not in self._built:
-            spec = self.profile.spec(role)
-            if spec is None:
-                raise ConfigError(f"profile {self.profile.name!r} has no {role} model")
-            self._built[role] = build_model(role, spec, self.cache_dir)
-        return self._built[role]
+        spec = self.profile.spec(role)
+        if spec is None:
+            raise ConfigError(f"profile {self.profile.name!r} has no {role} model")
+        # Keyed by spec, not role: roles naming the same model (SigLIP as image embedder, tagger and
+        # image_text) share one loaded copy.
+        key = spec.model_dump_json()
+        if key not in self._built:
+            self._built[key] = build_model(role, spec, self.cache_dir)
+        return self._built[key]
 
     @property
     def tagger(self):
@@ -82,6 +85,10 @@ class Models:
     @property
     def image_embedder(self):
         return self.get("image_embedder")
+
+    @property
+    def image_text(self):
+        return self.get("image_text")
 
     @property
     def text_embedder(self):

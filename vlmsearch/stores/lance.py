@@ -36,6 +36,7 @@ def _schemas(info: StoreInfo) -> dict[str, pa.Schema]:
         ("description", pa.string()), ("caption", pa.string()), ("metadata", pa.string()),
         ("features", pa.list_(pa.float32(), info.image_dim)),
         ("text_vector", pa.list_(pa.float32(), info.text_dim)),
+        *([_joint_field(info.joint_dim)] if info.joint_dim else []),
     ])  # fmt: skip
     passages = pa.schema([
         ("id", pa.string()), ("doc_id", pa.string()), ("source", pa.string()), ("position", pa.int32()),
@@ -44,7 +45,11 @@ def _schemas(info: StoreInfo) -> dict[str, pa.Schema]:
     return {IMAGES: images, PASSAGES: passages}
 
 
-_VECTOR_COLUMNS = {"features", "text_vector", "vector"}
+def _joint_field(dim: int) -> pa.Field:
+    return pa.field("joint", pa.list_(pa.float32(), dim), nullable=True)  # null until computed
+
+
+_VECTOR_COLUMNS = {"features", "text_vector", "joint", "vector"}
 _FTS_COLUMN = {IMAGES: "description", PASSAGES: "text"}
 
 
@@ -82,21 +87,22 @@ class LanceStore:
 
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self.info = self._check_info(info)
         self.ann_min_rows = ann_min_rows
         self.ann_refine_factor = ann_refine_factor
+        stored = self._stored_info(info)
         self._db = lancedb.connect(str(self.path))
         existing = set(self._db.list_tables().tables)
         self._tables = {
             name: self._db.open_table(name) if name in existing else self._db.create_table(name, schema=schema)
-            for name, schema in _schemas(self.info).items()
+            for name, schema in _schemas(stored or info).items()
         }
+        self.info = self._migrate_joint(stored, info) if stored else info
+        (self.path / _INFO_FILE).write_text(self.info.model_dump_json(indent=2))
 
-    def _check_info(self, info: StoreInfo) -> StoreInfo:
+    def _stored_info(self, info: StoreInfo) -> StoreInfo | None:
         file = self.path / _INFO_FILE
         if not file.exists():
-            file.write_text(info.model_dump_json(indent=2))
-            return info
+            return None
         stored = StoreInfo.model_validate_json(file.read_text())
         if (stored.image_embedder, stored.text_embedder) != (info.image_embedder, info.text_embedder):
             raise ConfigError(
@@ -105,6 +111,18 @@ class LanceStore:
                 f"{info.text_embedder!r}: use the profile it was built with, or another --store"
             )
         return stored
+
+    def _migrate_joint(self, stored: StoreInfo, info: StoreInfo) -> StoreInfo:
+        """A new or different joint model gets an empty `joint` column; `index` fills it without redoing OCR.
+
+        A profile without a joint model leaves the column alone, so switching back loses nothing."""
+        if info.joint_embedder is None or info.joint_embedder == stored.joint_embedder:
+            return stored
+        images = self._tables[IMAGES]
+        if "joint" in images.schema.names:
+            images.drop_columns(["joint"])  # vectors of another model: meaningless in this one's space
+        images.add_columns(_joint_field(info.joint_dim))
+        return stored.model_copy(update={"joint_embedder": info.joint_embedder, "joint_dim": info.joint_dim})
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -126,6 +144,27 @@ class LanceStore:
     def known_doc_ids(self, doc_ids: Iterable[str]) -> set[str]:
         return self._known(PASSAGES, "doc_id", doc_ids)
 
+    def missing_joint(self, ids: Iterable[str]) -> set[str]:
+        if "joint" not in self._tables[IMAGES].schema.names:
+            return set()
+        ids = list(dict.fromkeys(ids))
+        missing: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            query = self._tables[IMAGES].search().where(f"id IN ({_quoted(chunk)}) AND joint IS NULL")
+            missing.update(r["id"] for r in query.select(["id"]).limit(len(chunk)).to_list())
+        return missing
+
+    def set_joint(self, vectors: dict[str, np.ndarray]) -> None:
+        if not vectors:
+            return
+        field = self._tables[IMAGES].schema.field("joint")
+        data = pa.table({
+            "id": pa.array(list(vectors), pa.string()),
+            "joint": pa.array([v.astype(np.float32) for v in vectors.values()], field.type),
+        })  # fmt: skip
+        self._tables[IMAGES].merge_insert("id").when_matched_update_all().execute(data)  # one commit
+
     def _upsert(self, table: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
@@ -141,6 +180,7 @@ class LanceStore:
                 "card": json.dumps(r.card.__dict__) if r.card else None,
                 "description": r.description, "caption": r.caption, "metadata": json.dumps(r.metadata),
                 "features": r.features.astype(np.float32), "text_vector": r.text_vector.astype(np.float32),
+                **({"joint": None if r.joint is None else r.joint.astype(np.float32)} if self.info.joint_dim else {}),
             }
             for r in records
         ])  # fmt: skip
@@ -159,7 +199,8 @@ class LanceStore:
             indexed = {tuple(ix.columns)[0] for ix in table.list_indices()}
             if _FTS_COLUMN[name] not in indexed:
                 table.create_fts_index(_FTS_COLUMN[name], replace=True)
-            vector_columns = ["features", "text_vector"] if name == IMAGES else ["vector"]
+            vector_columns = ["features", "text_vector", "joint"] if name == IMAGES else ["vector"]
+            vector_columns = [c for c in vector_columns if c in table.schema.names]
             for column in vector_columns:
                 if column not in indexed and table.count_rows() >= self.ann_min_rows:
                     self._create_ann_index(table, column)
@@ -217,7 +258,7 @@ class LanceStore:
     def images_by_text(
         self, text: str, vector: np.ndarray, k: int, where: str | None = None, joint_vector: np.ndarray | None = None
     ) -> list[ImageHit]:
-        extra = [("features", joint_vector)] if joint_vector is not None else []
+        extra = [("joint", joint_vector)] if joint_vector is not None and self.info.joint_dim else []
         return [_image_hit(r, s) for r, s in self._hybrid(IMAGES, text, [("text_vector", vector), *extra], k, where)]
 
     def passages(self, text: str, vector: np.ndarray, k: int, where: str | None = None) -> list[PassageHit]:

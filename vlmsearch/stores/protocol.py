@@ -20,6 +20,8 @@ class StoreInfo(BaseModel):
     image_dim: int
     text_embedder: str
     text_dim: int
+    joint_embedder: str | None = None  # the image-text model of the `joint` column, if the profile has one
+    joint_dim: int | None = None
 
 
 class Store(Protocol):
@@ -27,6 +29,13 @@ class Store(Protocol):
 
     def known_image_ids(self, ids: Iterable[str]) -> set[str]: ...
     def known_doc_ids(self, doc_ids: Iterable[str]) -> set[str]: ...
+    def missing_joint(self, ids: Iterable[str]) -> set[str]:
+        """Those of `ids` stored without a joint vector (indexed before the joint model came)."""
+        ...
+
+    def set_joint(self, vectors: dict[str, np.ndarray]) -> None:
+        """Fill in joint vectors of stored images, leaving every other column as it is."""
+        ...
 
     def add_images(self, records: Sequence[ImageRecord]) -> None:
         """All of `records` become visible together, or none do (a crash leaves no half batch)."""
@@ -44,6 +53,6 @@ class Store(Protocol):
     def images_by_text(
         self, text: str, vector: np.ndarray, k: int, where: str | None = None, joint_vector: np.ndarray | None = None
     ) -> list[ImageHit]:
-        """Hybrid text -> image search; `joint_vector` is the query in the image features' own space, if any."""
+        """Hybrid text -> image search; `joint_vector` is the query in the joint image-text space, if any."""
         ...
     def passages(self, text: str, vector: np.ndarray, k: int, where: str | None = None) -> list[PassageHit]: ...

@@ -1,0 +1,47 @@
+"""A trained joint checkpoint as the `image_text` role: towers from the registry, heads on top."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vlmsearch.errors import ConfigError
+from vlmsearch.joint.model import load_heads
+from vlmsearch.models.registry import build_model
+
+
+def tower_features(tower, images: Sequence[Image.Image], with_classes: bool) -> np.ndarray:
+    """What the heads take: the tower's image features, followed by its class probabilities for a prior."""
+    if not with_classes:
+        return tower.embed_images(images)
+    if not hasattr(tower, "features_and_probabilities"):
+        raise ConfigError(f"image tower {tower.name!r} is not a classifier: it cannot give the class prior")
+    return np.concatenate(tower.features_and_probabilities(images), axis=1)
+
+
+class JointEmbedder:
+    """Images and texts in one space; `logit_scale`/`logit_bias` turn similarities into label scores."""
+
+    def __init__(self, checkpoint: Path, cache_dir: Path):
+        self._heads = load_heads(checkpoint)
+        config = self._heads.config
+        self.name, self.dim = config.name, config.dim
+        self.sigmoid = config.loss == "siglip"
+        self.logit_scale = float(self._heads.logit_scale.exp())
+        self.logit_bias = float(self._heads.logit_bias)
+        self._image_tower = build_model("image_embedder", config.image_tower, cache_dir)
+        self._text_tower = build_model("text_embedder", config.text_tower, cache_dir)
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        features = torch.from_numpy(tower_features(self._image_tower, images, bool(self._heads.config.classes)))
+        with torch.inference_mode():
+            return self._heads.embed_images(features).numpy()
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        features = torch.from_numpy(self._text_tower.embed_texts(texts))
+        with torch.inference_mode():
+            return self._heads.embed_texts(features).numpy()
