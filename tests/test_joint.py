@@ -125,6 +125,8 @@ def test_training_learns_saves_and_reproduces(small_clipart, tmp_path):
     report = train(settings, cache)
     assert report.history[-1]["loss"] < 0.7 * report.history[0]["loss"]
     assert set(report.val) == {"text_to_image", "image_to_text"} and 1 <= report.best_epoch <= 12
+    assert report.correction_scale in (0.25, 0.5, 0.75, 1.0)  # chosen on val, saved with the heads
+    assert json.loads((settings.out / "config.json").read_text())["correction_scale"] == report.correction_scale
     assert json.loads((settings.out / "training.json").read_text())["best_epoch"] == report.best_epoch
     cached = np.load(cache / "features" / "efficientnet-lite0+classes.images.npz")
     distinct = {hashlib.sha256(p.read_bytes()).hexdigest() for p in small_clipart.rglob("*.png")}

@@ -72,7 +72,8 @@ class Engine:
         text = check_query(text)
         vector = self.models.text_embedder.embed_texts([text])[0]
         joint = self.models.image_text.embed_texts([text])[0] if self.models.has("image_text") else None
-        return self.store.images_by_text(text, vector, k or self.settings.search.k, where, joint_vector=joint)
+        search = self.settings.search
+        return self.store.images_by_text(text, vector, k or search.k, where, joint, search.joint_weight)
 
     def similar_images(self, image: Path | str | Image.Image, k: int | None = None, where: str | None = None) -> list[ImageHit]:
         image = self._image(image)

@@ -243,23 +243,30 @@ class LanceStore:
         query = self._tables[table].search(text, query_type="fts", fts_columns=_FTS_COLUMN[table])
         return self._run(query, table, k, where, "_score")
 
-    def _hybrid(self, table: str, text: str, dense: list[tuple[str, np.ndarray]], k: int, where: str | None):
-        """BM25 plus one dense ranking per (column, vector), fused by RRF."""
+    def _hybrid(
+        self, table: str, text: str, dense: list[tuple[str, np.ndarray]], k: int, where: str | None,
+        weights: list[float] | None = None,
+    ):  # fmt: skip
+        """BM25 plus one dense ranking per (column, vector), fused by RRF (weights: BM25's first)."""
         depth = max(3 * k, 30)  # each ranking looks deeper than k so fusion can promote agreement
         rankings = [self._bm25(table, text, depth, where)]
         rankings += [self._dense(table, column, vector, depth, where) for column, vector in dense]
         rows = {r["id"]: r for ranking in rankings for r in ranking}
-        fused = rrf_fuse([[r["id"] for r in ranking] for ranking in rankings])
+        fused = rrf_fuse([[r["id"] for r in ranking] for ranking in rankings], weights=weights)
         return [(rows[i], score) for i, score in fused[:k]]
 
     def images_by_vector(self, vector: np.ndarray, k: int, where: str | None = None) -> list[ImageHit]:
         return [_image_hit(r, 1.0 - r["_distance"]) for r in self._dense(IMAGES, "features", vector, k, where)]
 
     def images_by_text(
-        self, text: str, vector: np.ndarray, k: int, where: str | None = None, joint_vector: np.ndarray | None = None
-    ) -> list[ImageHit]:
-        extra = [("joint", joint_vector)] if joint_vector is not None and self.info.joint_dim else []
-        return [_image_hit(r, s) for r, s in self._hybrid(IMAGES, text, [("text_vector", vector), *extra], k, where)]
+        self, text: str, vector: np.ndarray, k: int, where: str | None = None,
+        joint_vector: np.ndarray | None = None, joint_weight: float = 1.0,
+    ) -> list[ImageHit]:  # fmt: skip
+        dense, weights = [("text_vector", vector)], [1.0, 1.0]
+        if joint_vector is not None and self.info.joint_dim:
+            dense.append(("joint", joint_vector))
+            weights.append(joint_weight)
+        return [_image_hit(r, s) for r, s in self._hybrid(IMAGES, text, dense, k, where, weights)]
 
     def passages(self, text: str, vector: np.ndarray, k: int, where: str | None = None) -> list[PassageHit]:
         return [_passage_hit(r, s) for r, s in self._hybrid(PASSAGES, text, [("vector", vector)], k, where)]

@@ -51,8 +51,10 @@ class Store(Protocol):
 
     def images_by_vector(self, vector: np.ndarray, k: int, where: str | None = None) -> list[ImageHit]: ...
     def images_by_text(
-        self, text: str, vector: np.ndarray, k: int, where: str | None = None, joint_vector: np.ndarray | None = None
-    ) -> list[ImageHit]:
-        """Hybrid text -> image search; `joint_vector` is the query in the joint image-text space, if any."""
+        self, text: str, vector: np.ndarray, k: int, where: str | None = None,
+        joint_vector: np.ndarray | None = None, joint_weight: float = 1.0,
+    ) -> list[ImageHit]:  # fmt: skip
+        """Hybrid text -> image search; `joint_vector` is the query in the joint image-text space, if any,
+        and its ranking counts `joint_weight` times as much as the keyword and text rankings."""
         ...
     def passages(self, text: str, vector: np.ndarray, k: int, where: str | None = None) -> list[PassageHit]: ...
