@@ -312,6 +312,71 @@ def train_contrastive(
     out.print(f"checkpoint: {report.checkpoint}")
 
 
+@train_app.command("vlm")
+def train_vlm_command(
+    data: Annotated[Path, typer.Option(help="Conversations: JSONL {image, messages} or LLaVA-style .json")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Checkpoint folder; a run there resumes")],
+    stage: Annotated[str, typer.Option(help="pretrain, sft or task (dpo: not yet)")] = "pretrain",
+    init: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint (the previous stage)")] = None,
+    adapter: Annotated[str, typer.Option(help="mlp (image tokens in the LM context) or cross_attention")] = "mlp",
+    lm: Annotated[str, typer.Option(help="LM: a Hugging Face id or folder, or the offline GGUF")] = "bundled:qwen2.5-coder-0.5b-instruct",
+    steps: Annotated[int, typer.Option(min=1)] = 200,
+    batch_size: Annotated[int, typer.Option(min=1)] = 4,
+    lr: Annotated[float, typer.Option(help="Adapter learning rate")] = 1e-3,
+    name: Annotated[str, typer.Option(help="Model name [default: vlm-<adapter>]")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the training report as JSON")] = False,
+) -> None:
+    """Train our VLM's adapter (frozen EfficientNet-Lite0 encoder and frozen LM)."""
+    from dataclasses import asdict
+
+    from pydantic import ValidationError
+
+    from vlmsearch.config import default_cache_dir
+    from vlmsearch.models.hf import quiet_transformers
+    from vlmsearch.vlm.model import VLMConfig
+    from vlmsearch.vlm.train import VLMTrainSettings, train_vlm
+
+    quiet_transformers()
+    if stage == "dpo":
+        _fail(VlmsearchError("the dpo stage is not implemented yet: train pretrain, sft or task"))
+    try:
+        model = None if init else VLMConfig(name=name or f"vlm-{adapter}", lm=lm, adapter=adapter)
+        settings = VLMTrainSettings(
+            data=data, out=out_dir, stage=stage, init=init, model=model, steps=steps, batch_size=batch_size, lr=lr
+        )
+    except ValidationError as exc:
+        _fail(VlmsearchError(f"bad option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"))
+    try:
+        with progress_bar() as progress:
+            report = train_vlm(settings, default_cache_dir(), progress)
+    except VlmsearchError as exc:
+        _fail(exc)
+    summary = {k: v for k, v in asdict(report).items() if k != "losses"}
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    for key, value in summary.items():
+        out.print(f"{key}: {value}", highlight=False)
+
+
+@app.command()
+def caption(
+    images: Annotated[list[Path], typer.Argument(help="Images to describe")],
+    as_json: Annotated[bool, typer.Option("--json", help='Print [{"path", "caption"}, ...]')] = False,
+) -> None:
+    """Describe images with the profile's VLM (one model load for all of them)."""
+    try:
+        engine = _engine()
+        captions = [(path, engine.caption(path)) for path in images]
+    except VlmsearchError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps([{"path": str(p), "caption": c} for p, c in captions]))
+        return
+    for path, text in captions:
+        out.print(f"[bold]{path}[/]: {text}")
+
+
 @app.command()
 def models() -> None:
     """List the model profiles and what each role uses."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from vlmsearch.config import Settings
-from vlmsearch.errors import BadInputError
+from vlmsearch.errors import BadInputError, ConfigError
 from vlmsearch.images import load_image
 from vlmsearch.ingest import IngestReport, Indexer
 from vlmsearch.models.registry import Models
@@ -93,9 +93,19 @@ class Engine:
         scores = label_scores(model, model.embed_images([picture]), model.embed_texts(labels))
         return top_tags(scores, labels, [None] * len(labels), top_k)[0]
 
+    def caption(self, image: Path | str | Image.Image) -> str:
+        """A description of the image by the profile's VLM (the vlm pipeline's captioner)."""
+        from vlmsearch.pipeline.caption import Captioner
+
+        if not self.models.has("vlm"):
+            raise ConfigError(
+                f"profile {self.settings.profile.name!r} has no VLM to caption with: use --profile hf-cpu, "
+                "an OpenAI-compatible VLM, or a checkpoint from `vlmsearch train vlm` as the vlm role"
+            )
+        return Captioner(self.models.get("vlm"), self.settings.answer.max_caption_tokens)(self._image(image))
+
     def pipeline(self, name: str | None = None):
         """A named pipeline; by default `vlm` when the profile has a VLM, else `llm`."""
-        from vlmsearch.errors import ConfigError
         from vlmsearch.pipeline import Pipeline
 
         name = name or ("vlm" if self.models.has("vlm") else "llm")

@@ -185,6 +185,18 @@ def _image_text(spec: ModelSpec, cache_dir: Path):
     return JointEmbedder(path, cache_dir)
 
 
+@register("bundled", "vlm")
+def _own_vlm(spec: ModelSpec, cache_dir: Path):
+    """Our VLM, trained by `vlmsearch train vlm`: `model` is its checkpoint folder."""
+    from vlmsearch.errors import MissingWeightsError
+    from vlmsearch.vlm.chat import OwnVLMChat
+
+    path = Path(spec.model).expanduser()
+    if not path.is_dir():
+        raise MissingWeightsError(f"VLM checkpoint {spec.model!r} not found; train one with `vlmsearch train vlm`")
+    return OwnVLMChat(path, cache_dir)
+
+
 @register("bundled", "chat")
 def _chat(spec: ModelSpec, cache_dir: Path):
     factory = check_model_name("chat", spec.model, {"qwen2.5-coder-0.5b-instruct": _qwen_chat})

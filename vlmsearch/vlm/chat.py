@@ -1,0 +1,35 @@
+"""Our trained VLM as a ChatModel (the `vlm` role: captioner and rephraser of the vlm pipeline)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from vlmsearch.errors import BadInputError
+from vlmsearch.models.protocols import GenerationOptions, Message
+from vlmsearch.models.registry import build_model
+from vlmsearch.vlm.model import VisionLanguageModel
+
+
+class OwnVLMChat:
+    accepts_images = True
+
+    def __init__(self, checkpoint: Path, cache_dir: Path):
+        self._model = VisionLanguageModel.from_pretrained(checkpoint, cache_dir)
+        self.name = self._model.config.name
+        self._encoder = build_model("image_embedder", self._model.config.encoder, cache_dir)
+
+    def stream(self, messages: Sequence[Message], options: GenerationOptions = GenerationOptions()) -> Iterator[str]:
+        images = [image for m in messages for image in m.images]
+        if len(images) > 1:
+            raise BadInputError(f"{self.name} takes one image per conversation, not {len(images)}")
+        grids = self._encoder.feature_maps(images) if images else None
+        chat = [{"role": m.role, "content": m.text} for m in messages]
+        said = ""
+        for piece in self._model.stream(grids, chat, options.max_tokens, options.temperature):
+            said += piece
+            cut = min((said.find(s) for s in options.stop if s in said), default=-1)
+            if cut >= 0:  # a stop string: emit what came before it and end
+                yield piece[: max(0, len(piece) - (len(said) - cut))]
+                return
+            yield piece

@@ -1,0 +1,163 @@
+"""VisionLanguageModel: a frozen image encoder's feature grid + a trainable adapter + a causal LM.
+
+The encoder runs outside the module (its grids can be cached for training); the LM is any
+`transformers` causal LM, offline the Qwen2.5-Coder-0.5B GGUF loaded as a torch module. With the
+encoder and the LM frozen, a checkpoint holds only the adapter: `config.json` + `adapter.safetensors`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from vlmsearch.config import ModelSpec
+from vlmsearch.errors import MissingWeightsError
+from vlmsearch.vlm.adapters import GatedCrossAttention, MLPProjector, PerceiverResampler, WithCrossAttention
+
+CONFIG_FILE, ADAPTER_FILE = "config.json", "adapter.safetensors"
+IGNORE = -100  # label of positions that carry no loss (image tokens, prompts)
+
+
+class VLMConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str
+    lm: str  # a Hugging Face id, a local folder, or `bundled:<name>` for the offline chat model's GGUF
+    lm_gguf_file: str | None = None  # a GGUF file inside `lm`, dequantised on load
+    encoder: ModelSpec = ModelSpec(backend="bundled", model="efficientnet-lite0")
+    encoder_dim: int = 1280  # channels of the encoder's grid
+    adapter: Literal["mlp", "cross_attention"] = "mlp"
+    image_side: int = 4  # mlp: the grid is pooled to side x side image tokens in the LM's context
+    latents: int = 8  # cross_attention: resampled image latents the LM attends to
+    cross_attention_every: int = 4  # cross_attention: a gated block before every n-th LM layer
+    heads: int = 8
+
+
+BUNDLED_LM = "bundled:qwen2.5-coder-0.5b-instruct"
+
+
+def load_lm(config: VLMConfig, cache_dir: Path | None = None):
+    """The frozen LM and its tokenizer. `bundled:` names the offline GGUF, assembled in the cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from vlmsearch.models.hf import load_pretrained
+
+    folder, gguf = config.lm, config.lm_gguf_file
+    if folder == BUNDLED_LM:
+        from vlmsearch.config import default_cache_dir
+        from vlmsearch.models.assets import qwen_gguf
+
+        path = qwen_gguf(cache_dir or default_cache_dir())
+        folder, gguf = str(path.parent), path.name
+    elif folder.startswith("bundled:"):
+        raise MissingWeightsError(f"unknown bundled LM {folder!r}; known: {BUNDLED_LM}")
+    extra = {"gguf_file": gguf} if gguf else {}
+    tokenizer = load_pretrained(lambda: AutoTokenizer.from_pretrained(folder, **extra), folder, "VLM tokenizer")
+    lm = load_pretrained(
+        lambda: AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **extra), folder, "VLM language model"
+    )
+    return lm.eval().requires_grad_(False), tokenizer
+
+
+class VisionLanguageModel(nn.Module):
+    def __init__(self, config: VLMConfig, lm, tokenizer):
+        super().__init__()
+        self.config, self.lm, self.tokenizer = config, lm, tokenizer
+        width = lm.config.hidden_size
+        if config.adapter == "mlp":
+            self.adapter = MLPProjector(config.encoder_dim, width, config.image_side)
+        else:
+            self.adapter = PerceiverResampler(config.encoder_dim, width, config.latents, heads=config.heads)
+            layers = lm.model.layers
+            self.blocks = nn.ModuleList()
+            for i in range(0, len(layers), config.cross_attention_every):
+                self.blocks.append(GatedCrossAttention(width, config.heads))
+                layers[i] = WithCrossAttention(layers[i], self.blocks[-1])
+
+    @property
+    def image_context_tokens(self) -> int:
+        """LM context positions one image takes: the article's trade-off between the two adapters."""
+        return self.config.image_side**2 if self.config.adapter == "mlp" else 0
+
+    def _set_media(self, media: torch.Tensor | None) -> None:
+        for layer in self.lm.model.layers:
+            if isinstance(layer, WithCrossAttention):
+                layer.media = media
+
+    def _inputs(self, grids: torch.Tensor | None, input_ids, attention_mask, labels=None) -> dict:
+        """LM keyword arguments: image tokens in front of the text (mlp) or image latents to attend to."""
+        if grids is None or self.config.adapter == "cross_attention":
+            self._set_media(None if grids is None else self.adapter(grids))
+            return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        self._set_media(None)
+        images = self.adapter(grids)  # (n, side*side, width)
+        text = self.lm.get_input_embeddings()(input_ids)  # (n, t, width)
+        n, count = images.shape[:2]
+        mask = torch.cat([attention_mask.new_ones(n, count), attention_mask], dim=1)
+        if labels is not None:
+            labels = torch.cat([labels.new_full((n, count), IGNORE), labels], dim=1)
+        return {"inputs_embeds": torch.cat([images, text], dim=1), "attention_mask": mask, "labels": labels}
+
+    def forward(self, grids: torch.Tensor | None, input_ids, attention_mask, labels=None):
+        return self.lm(**self._inputs(grids, input_ids, attention_mask, labels))
+
+    def prompt(self, messages: list[dict]) -> dict:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+
+    def stream(self, grids: torch.Tensor | None, messages: list[dict], max_new_tokens: int = 64, temperature: float = 0.0) -> Iterator[str]:
+        """The reply to a chat, piece by piece; `grids` is (1, C, H, W) or None for text only."""
+        import threading
+
+        from transformers import TextIteratorStreamer
+
+        prompt = self.prompt(messages)
+        inputs = {k: v for k, v in self._inputs(grids, prompt["input_ids"], prompt["attention_mask"]).items() if k != "labels"}
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt="input_ids" in inputs, skip_special_tokens=True)
+        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.lm.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer,
+                                     pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id, **sampling)  # fmt: skip
+            except BaseException as exc:  # surfaced in the caller's thread below
+                errors.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        yield from streamer
+        worker.join()
+        if errors:
+            raise errors[0]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Everything but the frozen LM: the adapter (and cross-attention blocks)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("lm.")}
+
+    def save_pretrained(self, out: Path) -> Path:
+        from safetensors.torch import save_file
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG_FILE).write_text(json.dumps(self.config.model_dump(mode="json"), indent=2) + "\n")
+        save_file({k: v.detach().contiguous() for k, v in self.trainable_state().items()}, str(out / ADAPTER_FILE))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: Path, cache_dir: Path | None = None) -> VisionLanguageModel:
+        from safetensors.torch import load_file
+
+        if not (checkpoint / CONFIG_FILE).is_file() or not (checkpoint / ADAPTER_FILE).is_file():
+            raise MissingWeightsError(f"{checkpoint}: not a VLM checkpoint (needs {CONFIG_FILE} and {ADAPTER_FILE})")
+        config = VLMConfig.model_validate_json((checkpoint / CONFIG_FILE).read_text())
+        model = cls(config, *load_lm(config, cache_dir))
+        missing = model.load_state_dict(load_file(str(checkpoint / ADAPTER_FILE)), strict=False)
+        if missing.unexpected_keys or any(not k.startswith("lm.") for k in missing.missing_keys):
+            raise MissingWeightsError(f"{checkpoint}: adapter weights do not match its config ({missing})")
+        return model.eval()

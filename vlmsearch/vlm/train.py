@@ -1,0 +1,173 @@
+"""`vlmsearch train vlm`: train the adapter of a VisionLanguageModel, stage by stage.
+
+Stages share one loop and differ in data and starting point (seed 001, "VLM Training"):
+pretrain (image-text pairs as captioning instructs), sft (varied instructs mixed with text-only
+ones), task (captioner or rephraser data). `--init` continues from the previous stage's checkpoint.
+The encoder and the LM stay frozen, so only the adapter trains; encoder grids are cached on disk.
+A run saves every `save_every` steps (adapter + optimizer + step) and resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from vlmsearch.errors import BadInputError
+from vlmsearch.joint.features import FeatureCache
+from vlmsearch.images import load_image
+from vlmsearch.models.registry import build_model
+from vlmsearch.vlm.data import Conversation, load_conversations
+from vlmsearch.vlm.model import IGNORE, VisionLanguageModel, VLMConfig, load_lm
+
+STATE_FILE, REPORT_FILE = "trainer_state.pt", "training.json"
+
+
+class VLMTrainSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    data: Path  # JSONL conversations or LLaVA JSON
+    out: Path
+    stage: Literal["pretrain", "sft", "task"] = "pretrain"
+    init: Path | None = None  # a checkpoint to continue from; otherwise `model` builds a new adapter
+    model: VLMConfig | None = None
+    steps: int = 200
+    batch_size: int = 4
+    lr: float = 1e-3  # LLaVA's pre-training rate for a fresh projector; lower it for later stages
+    max_tokens: int = 96  # text tokens per sample; short sequences keep a CPU step affordable
+    held_out: float = 0.05
+    save_every: int = 50
+    seed: int = 0
+
+
+@dataclass
+class VLMTrainReport:
+    checkpoint: str
+    stage: str
+    steps: int
+    samples: int
+    text_only_skipped: int
+    held_out_loss: float
+    first_loss: float
+    last_loss: float
+    trainable_parameters: int
+    image_context_tokens: int
+    samples_per_second: float
+    losses: list[float] = field(default_factory=list)
+
+
+def _held_out(conversation: Conversation, share: float) -> bool:
+    key = json.dumps(conversation.messages) + str(conversation.image)
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
+
+
+def encode(tokenizer, messages, max_tokens: int) -> tuple[list[int], list[int]]:
+    """Token ids of the whole chat and labels that score only the final assistant reply."""
+    prompt = tokenizer.apply_chat_template(list(messages[:-1]), add_generation_prompt=True, tokenize=True)
+    full = tokenizer.apply_chat_template(list(messages), tokenize=True)
+    prompt, full = list(getattr(prompt, "input_ids", prompt)), list(getattr(full, "input_ids", full))
+    labels = [IGNORE] * len(prompt) + full[len(prompt) :]
+    return full[:max_tokens], labels[:max_tokens]
+
+
+def _batch(model: VisionLanguageModel, items, grids: dict, max_tokens: int):
+    encoded = [encode(model.tokenizer, c.messages, max_tokens) for c in items]
+    width = max(len(ids) for ids, _ in encoded)
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.tokenizer.eos_token_id
+    ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in encoded])
+    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in encoded])
+    labels = torch.tensor([lab + [IGNORE] * (width - len(lab)) for _, lab in encoded])
+    return torch.from_numpy(np.stack([grids[str(c.image)] for c in items])), ids, mask, labels
+
+
+def _batches(conversations: list[Conversation], size: int, rng: random.Random):
+    order = list(conversations)
+    rng.shuffle(order)
+    return [order[s : s + size] for s in range(0, len(order), size)]
+
+
+def _grids(conversations: list[Conversation], encoder_spec, cache_dir: Path, progress) -> dict[str, np.ndarray]:
+    encoder = build_model("image_embedder", encoder_spec, cache_dir)
+    paths = sorted({str(c.image) for c in conversations if c.image is not None})
+    if not paths:
+        return {}
+    keys = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
+
+    def compute(indices):
+        return encoder.feature_maps([load_image(paths[i]) for i in indices]).flatten(1).numpy()
+
+    flat = FeatureCache(cache_dir / "features", encoder.name, "grids").get(keys, compute, progress, "image grids")
+    side = int(round((flat.shape[1] / 1280) ** 0.5))
+    return {p: row.reshape(-1, side, side) for p, row in zip(paths, flat)}
+
+
+def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLMTrainReport:
+    if settings.init is None and settings.model is None:
+        raise BadInputError("give --init (a checkpoint to continue) or a model to build (LM and adapter)")
+    conversations = load_conversations(settings.data)
+    # With the LM frozen, only conversations with an image reach a trainable weight; text-only ones
+    # matter once the LM itself trains (LoRA), so they are counted and set aside here.
+    text_only = sum(c.image is None for c in conversations)
+    conversations = [c for c in conversations if c.image is not None]
+    if not conversations:
+        raise BadInputError(f"{settings.data}: no conversation has an image; the adapter learns only from images")
+    train_set = [c for c in conversations if not _held_out(c, settings.held_out)]
+    held_out = [c for c in conversations if _held_out(c, settings.held_out)] or train_set[:1]
+    resume = (settings.out / STATE_FILE).is_file()
+    start = settings.init if not resume else settings.out
+    if start:
+        model = VisionLanguageModel.from_pretrained(start, cache_dir)
+    else:
+        model = VisionLanguageModel(settings.model, *load_lm(settings.model, cache_dir))
+    grids = _grids(conversations, model.config.encoder, cache_dir, progress)
+    trainable = [p for n, p in model.named_parameters() if not n.startswith("lm.") or ".block." in n]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=0.0)
+    step, losses = 0, []
+    if resume:
+        state = torch.load(settings.out / STATE_FILE, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        step, losses = state["step"], state["losses"]
+    torch.manual_seed(settings.seed + step)
+    rng = random.Random(settings.seed + step)
+    model.train()
+    model.lm.eval()  # frozen, and no dropout in the LM
+    task = progress.add_task(f"training vlm ({settings.stage})", total=settings.steps, completed=step) if progress else None
+    started, trained = time.perf_counter(), 0
+    while step < settings.steps:
+        for batch in _batches(train_set, settings.batch_size, rng):
+            if step >= settings.steps:
+                break
+            loss = model(*_batch(model, batch, grids, settings.max_tokens)).loss
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            step, trained = step + 1, trained + len(batch)
+            losses.append(round(loss.item(), 4))
+            if progress:
+                progress.update(task, advance=1, description=f"training vlm ({settings.stage}, loss {loss.item():.3f})")
+            if step % settings.save_every == 0 or step == settings.steps:
+                model.save_pretrained(settings.out)
+                torch.save({"step": step, "optimizer": optimizer.state_dict(), "losses": losses}, settings.out / STATE_FILE)
+    seconds = time.perf_counter() - started
+    model.eval()
+    with torch.no_grad():
+        held = [model(*_batch(model, held_out[s : s + settings.batch_size], grids, settings.max_tokens)).loss.item()
+                for s in range(0, len(held_out), settings.batch_size)]  # fmt: skip
+    report = VLMTrainReport(
+        checkpoint=str(model.save_pretrained(settings.out)), stage=settings.stage, steps=step, samples=len(train_set),
+        text_only_skipped=text_only,
+        held_out_loss=round(float(np.mean(held)), 4) if held else float("nan"),
+        first_loss=losses[0] if losses else float("nan"), last_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
+        trainable_parameters=sum(p.numel() for p in trainable), image_context_tokens=model.image_context_tokens,
+        samples_per_second=round(trained / seconds, 3) if trained else 0.0, losses=losses,
+    )  # fmt: skip
+    (settings.out / REPORT_FILE).write_text(json.dumps({"settings": settings.model_dump(mode="json"), **asdict(report)}, indent=2))
+    return report
