@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 import tiny_models
+from vlmsearch.config import Settings
 from vlmsearch.errors import BadInputError
 from vlmsearch.vlm.data import load_conversations
 from vlmsearch.vlm.model import VisionLanguageModel, VLMConfig, load_lm
@@ -112,3 +113,54 @@ def test_a_trained_checkpoint_is_the_profiles_vlm(tiny_lm, tmp_path):
     assert captions[0]["caption"] == captions[1]["caption"]  # greedy: the same image, the same words
     result = run_cli("caption", str(image))  # the offline profile has no VLM yet: one clear line
     assert result.returncode == 1 and "has no VLM to caption with" in result.stderr
+
+
+def test_caption_dataset_is_reproducible_and_keeps_held_out_drawings_out(tmp_path):
+    from vlmsearch.vlm.datasets import build_captions
+
+    source = Path("/usr/share/openclipart/png/food")
+    first = build_captions(source, tmp_path / "a")
+    again = build_captions(source, tmp_path / "b")
+    assert first["train"].read_text() == again["train"].read_text()
+    train, test = load_conversations(first["train"]), load_conversations(first["test"])
+    assert train and test
+    trained_images = {c.image for c in train}
+    assert not trained_images & {c.image for c in test}
+    assert all(c.messages[-1]["content"].startswith("A drawing of ") for c in train)
+
+
+@pytest.mark.slow
+def test_offline_lm_trains_and_captions(tmp_path):
+    """The real offline path: Qwen2.5-0.5B from its GGUF, a few adapter steps, a caption."""
+    from vlmsearch.vlm.chat import OwnVLMChat
+    from vlmsearch.vlm.model import BUNDLED_LM
+    from vlmsearch.vlm.train import VLMTrainSettings, train_vlm
+    from vlmsearch.models.protocols import Message, complete
+
+    data = _dataset(tmp_path / "data")
+    settings = VLMTrainSettings(
+        data=data, out=tmp_path / "run", model=VLMConfig(name="qwen-mlp", lm=BUNDLED_LM), steps=6, batch_size=2, held_out=0.0,
+    )  # fmt: skip
+    report = train_vlm(settings, Settings().cache_dir)
+    assert report.steps == 6 and report.image_context_tokens == 16
+    chat = OwnVLMChat(tmp_path / "run", Settings().cache_dir)
+    reply = complete(chat, [Message("user", "what is this image", images=(Image.new("RGB", (64, 64), "red"),))])
+    assert reply.strip()
+
+
+def test_train_vlm_cli_stages_and_errors(tiny_lm, tmp_path):
+    from conftest import run_cli
+
+    data = _dataset(tmp_path / "data")
+    first = run_cli("train", "vlm", "--data", str(data), "--out", str(tmp_path / "pre"), "--lm", str(tiny_lm),
+                    "--adapter", "cross_attention", "--steps", "3", "--batch-size", "2", "--json")  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["image_context_tokens"] == 0 and json.loads(first.stdout)["text_only_skipped"] == 1
+    second = run_cli("train", "vlm", "--stage", "task", "--init", str(tmp_path / "pre"), "--data", str(data),
+                     "--out", str(tmp_path / "task"), "--steps", "2", "--lr", "1e-4", "--json")  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert json.loads((tmp_path / "task" / "config.json").read_text())["adapter"] == "cross_attention"  # from --init
+    result = run_cli("train", "vlm", "--stage", "dpo", "--data", str(data), "--out", str(tmp_path / "x"))
+    assert result.returncode == 1 and "dpo stage is not implemented yet" in result.stderr
+    result = run_cli("train", "vlm", "--data", str(data), "--out", str(tmp_path / "x"), "--adapter", "lora")
+    assert result.returncode == 1 and "adapter" in result.stderr

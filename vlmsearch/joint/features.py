@@ -20,8 +20,9 @@ _MAX_PIXELS = 64_000_000
 
 
 class FeatureCache:
-    def __init__(self, folder: Path, tower: str, kind: str):
+    def __init__(self, folder: Path, tower: str, kind: str, dtype=np.float32):
         self.file = folder / f"{tower.replace('/', '--')}.{kind}.npz"
+        self.dtype = dtype  # storage type; float16 halves big grids at no cost to training
         self._vectors: dict[str, np.ndarray] = {}
         if self.file.is_file():
             with np.load(self.file) as data:
@@ -36,7 +37,7 @@ class FeatureCache:
             batch = missing[start : start + _BATCH]
             for i, vector in zip(batch, compute(batch)):
                 if np.isfinite(vector).all():  # NaN marks an input that could not be read: not cached
-                    self._vectors[keys[i]] = np.asarray(vector, dtype=np.float32)
+                    self._vectors[keys[i]] = np.asarray(vector, dtype=self.dtype)
             if task is not None:
                 progress.advance(task, len(batch))
             if (start // _BATCH) % 50 == 49:
@@ -44,7 +45,7 @@ class FeatureCache:
         if missing:
             self.save()
         dim = len(next(iter(self._vectors.values()))) if self._vectors else 1
-        return np.stack([self._vectors.get(key, np.full(dim, np.nan, np.float32)) for key in keys])
+        return np.stack([self._vectors.get(key, np.full(dim, np.nan, np.float32)) for key in keys]).astype(np.float32)
 
     def save(self) -> None:
         self.file.parent.mkdir(parents=True, exist_ok=True)

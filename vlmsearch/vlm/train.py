@@ -103,7 +103,8 @@ def _grids(conversations: list[Conversation], encoder_spec, cache_dir: Path, pro
     def compute(indices):
         return encoder.feature_maps([load_image(paths[i]) for i in indices]).flatten(1).numpy()
 
-    flat = FeatureCache(cache_dir / "features", encoder.name, "grids").get(keys, compute, progress, "image grids")
+    cache = FeatureCache(cache_dir / "features", encoder.name, "grids", dtype=np.float16)  # 125 KB an image
+    flat = cache.get(keys, compute, progress, "image grids")
     side = int(round((flat.shape[1] / 1280) ** 0.5))
     return {p: row.reshape(-1, side, side) for p, row in zip(paths, flat)}
 
