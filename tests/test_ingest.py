@@ -107,6 +107,8 @@ def test_reindexing_adds_joint_vectors_without_redoing_the_rest(sample_dir, tmp_
     store = tmp_path / "store"
     first = engine_factory(store, str(without_joint)).index([sample_dir / "photos"])
     assert first.added == 4 and "joint_embedder" not in first.stage_seconds
+    hinted = run_cli("--store", str(store), "search", "a cat", "--json")  # the offline profile, with its joint model
+    assert hinted.returncode == 0 and "4 images were indexed before the joint image-text model" in hinted.stderr
 
     engine = engine_factory(store)
     second = engine.index([sample_dir / "photos"])
@@ -118,3 +120,4 @@ def test_reindexing_adds_joint_vectors_without_redoing_the_rest(sample_dir, tmp_
     assert (third.added, third.updated, third.unchanged) == (0, 0, 4)
     hits = engine.search_images("a cat", k=2)
     assert hits[0].path.endswith("chelsea.png")
+    assert "indexed before the joint" not in run_cli("--store", str(store), "search", "a cat").stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,7 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from vlmsearch.errors import VlmsearchError
+# Our bars are rich's; libraries' own tqdm bars (GGUF dequantisation, weight loading) would interleave.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from vlmsearch.errors import VlmsearchError  # noqa: E402
 
 app = typer.Typer(help="vlmsearch: multimodal search and answers over your images and documents.", no_args_is_help=True)
 console = Console(stderr=True)  # progress and messages; stdout is for results
@@ -127,6 +131,12 @@ def search(
             hits = engine.search_passages(text, k, where)
         else:
             hits = engine.search_images(text, k, where)
+            missing = engine.store.count_missing_joint() if engine.models.has("image_text") else 0
+            if missing:  # they are still found by tags and OCR, just not by the joint model
+                console.print(
+                    f"[yellow]note:[/] {missing} images were indexed before the joint image-text model and lack its "
+                    "vectors; run `vlmsearch index` on their folders again to add them (no OCR is redone)"
+                )
     except VlmsearchError as exc:
         _fail(exc)
     if as_json:

@@ -144,6 +144,11 @@ class LanceStore:
     def known_doc_ids(self, doc_ids: Iterable[str]) -> set[str]:
         return self._known(PASSAGES, "doc_id", doc_ids)
 
+    def count_missing_joint(self) -> int:
+        """Stored images with no joint vector yet (0 when the store has no joint column)."""
+        images = self._tables[IMAGES]
+        return images.count_rows("joint IS NULL") if "joint" in images.schema.names else 0
+
     def missing_joint(self, ids: Iterable[str]) -> set[str]:
         if "joint" not in self._tables[IMAGES].schema.names:
             return set()
