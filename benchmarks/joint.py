@@ -40,7 +40,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def _soft_label_space(images: list, labels_text: list[str], engine):
     """Image -> probability-weighted mean of class-name embeddings; text -> its own embedding."""
     tower = engine.models.tagger
-    class_names = _unit(engine.models.text_embedder.embed_texts(tower._labels))
+    class_names = _unit(engine.models.text_embedder.embed_texts(tower.class_names))
     probs = np.concatenate([tower.class_probabilities(images[s : s + 32]) for s in range(0, len(images), 32)])
     return _unit(probs @ class_names), engine.models.text_embedder.embed_texts(labels_text)
 

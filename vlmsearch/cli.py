@@ -377,7 +377,12 @@ def caption(
     """Describe images with the profile's VLM (one model load for all of them)."""
     try:
         engine = _engine()
-        captions = [(path, engine.caption(path)) for path in images]
+        captions = []
+        with progress_bar() as progress:  # the first image also loads the VLM (about a minute for the offline LM)
+            task = progress.add_task("captioning", total=len(images))
+            for path in images:
+                captions.append((path, engine.caption(path)))
+                progress.advance(task)
     except VlmsearchError as exc:
         _fail(exc)
     if as_json:

@@ -173,32 +173,38 @@ class HFChat:
         return image
 
     def stream(self, messages: Sequence[Message], options: GenerationOptions = GenerationOptions()) -> Iterator[str]:
-        import torch
-        from transformers import TextIteratorStreamer
-
         check_images_allowed(self, messages)
         inputs = self._inputs(messages)
-        streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
-        sampling = {"do_sample": True, "temperature": options.temperature} if options.temperature > 0 else {"do_sample": False}
-        kwargs = dict(**inputs, max_new_tokens=options.max_tokens, streamer=streamer, **sampling)
-        if options.stop:
-            kwargs.update(stop_strings=list(options.stop), tokenizer=self._tokenizer)
-        errors: list[BaseException] = []
+        extra = {"stop_strings": list(options.stop), "tokenizer": self._tokenizer} if options.stop else {}
+        yield from stream_generation(self._model, self._tokenizer, inputs, options.max_tokens, options.temperature, **extra)
 
-        def run() -> None:
-            try:
-                with torch.inference_mode():
-                    self._model.generate(**kwargs)
-            except BaseException as exc:  # surfaced in the caller's thread below
-                errors.append(exc)
-                streamer.end()
 
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        yield from streamer
-        worker.join()
-        if errors:
-            raise errors[0]
+def stream_generation(
+    model, tokenizer, inputs: dict, max_new_tokens: int, temperature: float = 0.0, skip_prompt: bool = True, **extra
+) -> Iterator[str]:
+    """`model.generate(**inputs)` in a worker thread, its text yielded piece by piece; an error in
+    the worker is raised here, in the caller's thread."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=skip_prompt, skip_special_tokens=True)
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with torch.inference_mode():
+                model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer, **sampling, **extra)
+        except BaseException as exc:  # surfaced in the caller's thread below
+            errors.append(exc)
+            streamer.end()
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    yield from streamer
+    worker.join()
+    if errors:
+        raise errors[0]
 
 
 @register("transformers", "text_embedder")

@@ -111,31 +111,15 @@ class VisionLanguageModel(nn.Module):
 
     def stream(self, grids: torch.Tensor | None, messages: list[dict], max_new_tokens: int = 64, temperature: float = 0.0) -> Iterator[str]:
         """The reply to a chat, piece by piece; `grids` is (1, C, H, W) or None for text only."""
-        import threading
-
-        from transformers import TextIteratorStreamer
+        from vlmsearch.models.hf import stream_generation
 
         prompt = self.prompt(messages)
         inputs = {k: v for k, v in self._inputs(grids, prompt["input_ids"], prompt["attention_mask"]).items() if k != "labels"}
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt="input_ids" in inputs, skip_special_tokens=True)
-        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                with torch.inference_mode():
-                    self.lm.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer,
-                                     pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id, **sampling)  # fmt: skip
-            except BaseException as exc:  # surfaced in the caller's thread below
-                errors.append(exc)
-                streamer.end()
-
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        yield from streamer
-        worker.join()
-        if errors:
-            raise errors[0]
+        pad = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
+        # From embeddings (mlp), generate() returns only new tokens: there is no prompt to skip.
+        yield from stream_generation(
+            self.lm, self.tokenizer, inputs, max_new_tokens, temperature, skip_prompt="input_ids" in inputs, pad_token_id=pad
+        )
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Everything but the frozen LM: the adapter (and cross-attention blocks)."""

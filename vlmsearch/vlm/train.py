@@ -123,10 +123,13 @@ def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLM
     held_out = [c for c in conversations if _held_out(c, settings.held_out)] or train_set[:1]
     resume = (settings.out / STATE_FILE).is_file()
     start = settings.init if not resume else settings.out
+    loading = progress.add_task("loading the language model", total=None) if progress else None
     if start:
         model = VisionLanguageModel.from_pretrained(start, cache_dir)
     else:
         model = VisionLanguageModel(settings.model, *load_lm(settings.model, cache_dir))
+    if progress:
+        progress.remove_task(loading)
     grids = _grids(conversations, model.config.encoder, cache_dir, progress)
     trainable = [p for n, p in model.named_parameters() if not n.startswith("lm.") or ".block." in n]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=0.0)
