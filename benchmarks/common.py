@@ -25,13 +25,18 @@ def machine() -> dict[str, str]:
     return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(), "cores": str(os.cpu_count())}
 
 
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:,.3f}" if isinstance(value, float) else str(value)
+
+
 def print_table(title: str, rows: list[dict], console: Console | None = None) -> None:
     table = Table(title=title, title_justify="left")
-    for column in rows[0]:
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # every row's keys; a missing cell shows "-"
+    for column in columns:
         table.add_column(column, justify="left" if column in ("what", "stage", "method", "pipeline") else "right")
     for row in rows:
-        table.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in row.values()))
-    (console or Console()).print(table)
+        table.add_row(*(_cell(row.get(column)) for column in columns))
+    (console or Console(width=max(160, Console().width))).print(table)  # wide: tables are read in logs too
 
 
 def write_json(name: str, data: dict) -> Path:

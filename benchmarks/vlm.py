@@ -4,7 +4,8 @@ context). Both are checkpoints of `vlmsearch train vlm` on the same data and ste
 them on held-out captions, with the ImageNet tagger's top class as the untrained baseline.
 
 Caption quality: the share of the reference title's words (3+ letters) that the caption contains
-("word hit"), and whether it names the drawing's topic folder ("topic hit").
+("word hit"), whether it names the drawing's topic folder ("topic hit"), and two standard
+metrics against the reference caption, corpus chrF and BLEU (sacrebleu).
 
 `python -m benchmarks.vlm CKPT [CKPT ...] [--test captions-test.jsonl] [--n 60]`
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
@@ -21,38 +21,28 @@ import numpy as np
 
 from benchmarks.common import percentiles_ms, print_table, write_json
 from vlmsearch.config import default_cache_dir
+from vlmsearch.eval.captions import caption_score
 from vlmsearch.images import load_image
 from vlmsearch.models.protocols import GenerationOptions, Message, complete
 from vlmsearch.vlm.data import load_conversations
 
-_REFERENCE = re.compile(r"A drawing of (.*?)(?: \((.*)\))?\.$")
-
-
-def _words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 3}
-
-
-def _scores(caption: str, reference: str) -> tuple[float, float]:
-    match = _REFERENCE.match(reference)
-    title, topic = (match.group(1), match.group(2) or "") if match else (reference, "")
-    wanted = _words(title)
-    word_hit = len(wanted & _words(caption)) / len(wanted) if wanted else 0.0
-    topic_hit = float(bool(_words(topic) & _words(caption))) if topic else float("nan")
-    return word_hit, topic_hit
-
-
 def _evaluate(name: str, describe, conversations) -> dict:
-    hits, topics, seconds, examples = [], [], [], []
+    import sacrebleu
+
+    hits, topics, seconds, examples, captions = [], [], [], [], []
     for c in conversations:
         started = time.perf_counter()
         caption = describe(load_image(c.image), c.messages[0]["content"])
         seconds.append(time.perf_counter() - started)
-        word_hit, topic_hit = _scores(caption, c.messages[-1]["content"])
-        hits.append(word_hit)
-        topics.append(topic_hit)
+        captions.append(caption)
+        score = caption_score(caption, c.messages[-1]["content"])
+        hits.append(score.word_hit)
+        topics.append(np.nan if score.topic_hit is None else score.topic_hit)
         if len(examples) < 5:
             examples.append({"image": c.image.name, "caption": caption, "reference": c.messages[-1]["content"]})
+    references = [[c.messages[-1]["content"] for c in conversations]]
     return {"method": name, "word_hit": float(np.mean(hits)), "topic_hit": float(np.nanmean(topics)),
+            "chrF": sacrebleu.corpus_chrf(captions, references).score, "BLEU": sacrebleu.corpus_bleu(captions, references).score,
             **percentiles_ms(seconds), "examples": examples}  # fmt: skip
 
 
@@ -72,6 +62,20 @@ def _training_facts(checkpoint: Path, model) -> dict:
     return {**facts, "steps": state["step"], "last_loss": float(np.mean(state["losses"][-10:]))}
 
 
+def _test_loss(chat, conversations, batch_size: int = 4) -> float:
+    """Teacher-forced loss on the scored conversations: one yardstick for every checkpoint."""
+    import torch
+
+    from vlmsearch.vlm.train import collate
+
+    model = chat._model
+    grids = {str(c.image): chat._encoder.feature_maps([load_image(c.image)])[0].numpy() for c in conversations}
+    with torch.no_grad():
+        losses = [model(*collate(model, conversations[s : s + batch_size], grids, 160)).loss.item()
+                  for s in range(0, len(conversations), batch_size)]  # fmt: skip
+    return round(float(np.mean(losses)), 4)
+
+
 def run(checkpoints: list[Path], test: Path, n: int = 60) -> dict:
     from vlmsearch.models.bundled import EfficientNetLite0
     from vlmsearch.vlm.chat import OwnVLMChat
@@ -83,8 +87,8 @@ def run(checkpoints: list[Path], test: Path, n: int = 60) -> dict:
     for checkpoint in checkpoints:
         chat = OwnVLMChat(checkpoint, default_cache_dir())
         options = GenerationOptions(max_tokens=24)
-        row = _evaluate(chat.name, lambda im, q: complete(chat, [Message("user", q, images=(im,))], options), conversations)
-        row.update(_training_facts(checkpoint, chat._model))
+        row = _evaluate(f"{chat.name} ({checkpoint.name})", lambda im, q: complete(chat, [Message("user", q, images=(im,))], options), conversations)
+        row.update(_training_facts(checkpoint, chat._model), test_loss=_test_loss(chat, conversations))
         rows.append(row)
         chat = None  # free this LM (2.5 GB) before the next loads
     print_table(f"held-out captions ({len(conversations)} openclipart drawings)",

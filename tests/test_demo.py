@@ -11,9 +11,13 @@ def test_demo_writes_a_report_with_real_results(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "text -> images 'rocket': rocket.png" in result.stdout
     assert "text -> passages 'what is espresso made of'" in result.stdout and "espresso" in result.stdout.split("espresso made of")[1][:300]
-    assert "ask chelsea.png 'what kind of animal is this?'" in result.stdout
+    # Both pipelines answer: the offline profile's VLM (ours) rephrases and captions in the vlm one.
+    assert "ask (llm) chelsea.png 'what kind of animal is this?'" in result.stdout
+    assert "ask (vlm) chelsea.png 'what kind of animal is this?'" in result.stdout
+    assert result.stdout.count("caption ") >= 6
     html = (out / "report.html").read_text()
-    assert "Answers (llm pipeline)" in html and "visual_search" in html
+    assert "Answers (llm and vlm pipeline)" in html and "visual_search" in html and "vlm-clipart-mlp" in html
+    assert "Captions by the profile" in html
     sources = re.findall(r'<img src="([^"]+)"', html)
     assert len(sources) > 20 and all((out / s).is_file() for s in sources)  # every picture resolves
     assert len(list((out / "collection" / "clipart").glob("*.png"))) == 8

@@ -6,7 +6,7 @@ from PIL import Image, ImageOps
 
 from conftest import skimage_photo, text_image
 from vlmsearch.config import ModelSpec, Profile, Settings
-from vlmsearch.errors import ConfigError, UnknownModelError
+from vlmsearch.errors import ConfigError, MissingWeightsError, UnknownModelError
 from vlmsearch.models import Message, Models, build_model, complete
 from vlmsearch.models.protocols import GenerationOptions
 
@@ -81,6 +81,11 @@ def test_unknown_names_fail_with_the_known_ones(tmp_path):
         build_model("ocr", ModelSpec(backend="openai", model="gpt"), tmp_path)
     with pytest.raises(ConfigError, match="unknown profile 'gpu-farm'; bundled: hf-cpu, offline"):
         Profile.load("gpu-farm")
+    # Our VLM: a shipped adapter by name (the known ones listed), or a checkpoint folder by path.
+    with pytest.raises(UnknownModelError, match="known: vlm-clipart-mlp"):
+        build_model("vlm", ModelSpec(backend="bundled", model="vlm-huge"), tmp_path)
+    with pytest.raises(MissingWeightsError, match="checkpoint folder 'runs/nowhere' not found; train one"):
+        build_model("vlm", ModelSpec(backend="bundled", model="runs/nowhere"), tmp_path)
 
 
 def test_user_profile_file_with_a_bad_role(tmp_path):

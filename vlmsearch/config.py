@@ -34,6 +34,7 @@ class Profile(_Frozen):
     name: str
     description: str = ""
     roles: dict[str, ModelSpec]
+    pipeline: str | None = None  # the default pipeline; unset: `vlm` when there is a VLM, else `llm`
 
     @classmethod
     def load(cls, name_or_path: str) -> Profile:
@@ -56,7 +57,7 @@ class Profile(_Frozen):
         unknown = set(data.get("roles", {})) - set(ROLES)
         if unknown:
             raise ConfigError(f"profile {name!r} names unknown roles {sorted(unknown)}; roles: {', '.join(ROLES)}")
-        return cls(name=name, description=data.get("description", ""), roles=data.get("roles", {}))
+        return cls(name=name, description=data.get("description", ""), roles=data.get("roles", {}), pipeline=data.get("pipeline"))
 
     def spec(self, role: str) -> ModelSpec | None:
         return self.roles.get(role)

@@ -99,16 +99,16 @@ class Engine:
 
         if not self.models.has("vlm"):
             raise ConfigError(
-                f"profile {self.settings.profile.name!r} has no VLM to caption with: use --profile hf-cpu, "
-                "an OpenAI-compatible VLM, or a checkpoint from `vlmsearch train vlm` as the vlm role"
+                f"profile {self.settings.profile.name!r} has no VLM to caption with: use --profile offline (our VLM), "
+                "hf-cpu, an OpenAI-compatible VLM, or a checkpoint from `vlmsearch train vlm` as the vlm role"
             )
         return Captioner(self.models.get("vlm"), self.settings.answer.max_caption_tokens)(self._image(image))
 
     def pipeline(self, name: str | None = None):
-        """A named pipeline; by default `vlm` when the profile has a VLM, else `llm`."""
+        """A named pipeline; by default the profile's, else `vlm` when the profile has a VLM, else `llm`."""
         from vlmsearch.pipeline import Pipeline
 
-        name = name or ("vlm" if self.models.has("vlm") else "llm")
+        name = name or self.settings.profile.pipeline or ("vlm" if self.models.has("vlm") else "llm")
         spec = self.settings.pipelines.get(name)
         if spec is None:
             raise ConfigError(f"unknown pipeline {name!r}; known: {', '.join(sorted(self.settings.pipelines))}")

@@ -14,6 +14,7 @@ from vlmsearch.errors import VlmsearchError
 TEXT_QUERIES = ("cat", "a cup of coffee", "rocket", "car", "flower", "clock", "text on a page")
 PASSAGE_QUERIES = ("what is espresso made of", "which animals are domestic cats related to", "a vehicle for space travel")
 SIMILAR_TO = ("chelsea.png", "coffee.png")
+CAPTIONED = 6  # clip-art images the profile's VLM describes
 QUESTIONS = (  # (photo, question): the subject is only in the image
     ("chelsea.png", "what kind of animal is this?"),
     ("coffee.png", "how is this drink made?"),
@@ -52,27 +53,33 @@ def run_demo(engine: Engine, out_dir: Path, openclipart_images: int = 60, progre
         {"query": q, "hits": [dict(h.to_json(), source=Path(h.source).name) for h in engine.search_passages(q, k=3)]}
         for q in PASSAGE_QUERIES
     ]
+    # Both designs side by side when the profile has a VLM (offline: ours), as in the reference system's SBS.
+    pipelines = ("llm", "vlm") if engine.models.has("vlm") else ("llm",)
     answers = []
     for name, question in QUESTIONS:
-        answer = engine.ask(question, by_name[name], pipeline="llm")
-        answers.append({
-            "src": src(str(by_name[name].resolve())), "question": question, "answer": answer.answer,
-            "citations": [{"n": c.n, "source": Path(c.source).name, "text": c.text[:200]} for c in answer.citations],
-            "trace": [{"stage": t.stage, "model": t.model, "ms": t.ms} for t in answer.trace],
-        })  # fmt: skip
+        for pipeline in pipelines:
+            answer = engine.ask(question, by_name[name], pipeline=pipeline)
+            answers.append({
+                "src": src(str(by_name[name].resolve())), "question": question, "answer": answer.answer, "pipeline": pipeline,
+                "citations": [{"n": c.n, "source": Path(c.source).name, "text": c.text[:200]} for c in answer.citations],
+                "trace": [{"stage": t.stage, "model": t.model, "ms": t.ms, "output": t.output} for t in answer.trace],
+            })  # fmt: skip
+    clipart = sorted((base / "clipart").glob("*.png"))[:CAPTIONED]
+    captions = [{"src": src(str(p.resolve())), "caption": engine.caption(p)} for p in clipart] if "vlm" in pipelines else []
     if console:
-        _print_summary(console, text_queries, image_queries, passage_queries, answers)
+        _print_summary(console, text_queries, image_queries, passage_queries, answers, captions)
     env = Environment(loader=PackageLoader("vlmsearch.demo", "."), autoescape=select_autoescape(["j2", "html"]))
     html = env.get_template("report.html.j2").render(
         profile=engine.settings.profile.name, counts=counts, report=report,
         text_queries=text_queries, image_queries=image_queries, passage_queries=passage_queries, answers=answers,
+        captions=captions,
     )  # fmt: skip
     target = out_dir / "report.html"
     target.write_text(html)
     return target
 
 
-def _print_summary(console, text_queries, image_queries, passage_queries, answers) -> None:
+def _print_summary(console, text_queries, image_queries, passage_queries, answers, captions) -> None:
     for q in text_queries:
         names = ", ".join(Path(h["src"]).name for h in q["hits"][:3])
         console.print(f"[bold]text -> images[/] {q['query']!r}: {names}", highlight=False)
@@ -84,4 +91,7 @@ def _print_summary(console, text_queries, image_queries, passage_queries, answer
         console.print(f"[bold]text -> passages[/] {q['query']!r}: {top}", highlight=False)
     for a in answers:
         sources = ", ".join(f"[{c['n']}] {c['source']}" for c in a["citations"]) or "no sources cited"
-        console.print(f"[bold]ask[/] {Path(a['src']).name} {a['question']!r}: {a['answer']} ({sources})", highlight=False)
+        console.print(f"[bold]ask ({a['pipeline']})[/] {Path(a['src']).name} {a['question']!r}: {a['answer']} ({sources})",
+                      highlight=False)  # fmt: skip
+    for c in captions:
+        console.print(f"[bold]caption[/] {Path(c['src']).name}: {c['caption']}", highlight=False)

