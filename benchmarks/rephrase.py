@@ -28,7 +28,7 @@ from vlmsearch.demo.collection import wordnet_documents
 from vlmsearch.engine import Engine
 from vlmsearch.eval.metrics import recall_and_mrr
 from vlmsearch.images import load_image
-from vlmsearch.pipeline.rephrase import Rephraser, retrieval_queries
+from vlmsearch.pipeline.rephrase import Rephraser, fallback_query, retrieval_queries
 from vlmsearch.pipeline.retrieve import Retriever
 from vlmsearch.pipeline.types import SearchQuery, VisualFacts
 from vlmsearch.records import Tag
@@ -102,8 +102,6 @@ def run(checkpoints: list[Path], test: Path, n: int = 80) -> dict:
                 rows.append({"method": fused_name, **_scores(fused, cases)})
 
         add("raw question", [SearchQuery(c["question"]) for c in cases])
-        from vlmsearch.pipeline.rephrase import fallback_query
-
         add("fallback: tagger's subject (no model)", [SearchQuery(fallback_query(c["question"], f)) for c, f in zip(cases, facts)])
         for name, model, sees_image in [("LLM rephraser (llm pipeline)", engine.models.chat, False)] + [
             (f"our VLM rephraser ({p.name})", p, True) for p in checkpoints

@@ -131,10 +131,13 @@ def _top_tags(tagger, pairs: Sequence[Pair], progress=None, batch: int = 16) -> 
     return tags
 
 
-def _kept(pairs: Sequence[Pair], max_per_group: int) -> list[Pair]:
+def _kept(pairs: Sequence[Pair], max_per_group: int, progress=None) -> list[Pair]:
     kept: dict[str, int] = {}
     out = []
+    task = progress.add_task("checking images", total=len(pairs)) if progress else None
     for pair in sorted(pairs, key=lambda p: str(p.image)):
+        if progress:
+            progress.advance(task)
         if kept.get(pair.group, 0) < max_per_group and _readable(pair.image):
             kept[pair.group] = kept.get(pair.group, 0) + 1
             out.append(pair)
@@ -149,7 +152,7 @@ def build_datasets(
     splits = split_pairs(load_pairs(source))
     written = {}
     for split in ("train", "test"):
-        pairs = _kept(splits[split], max_per_group)
+        pairs = _kept(splits[split], max_per_group, progress)
         tags = _top_tags(tagger, pairs, progress) if "rephraser" in sets else {}
         questions = REPHRASE_QUESTIONS if split == "train" else HELD_OUT_QUESTIONS
         for name in sets:

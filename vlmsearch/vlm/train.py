@@ -113,8 +113,8 @@ def _batches(conversations: list[Conversation], size: int, rng: random.Random):
     return [order[s : s + size] for s in range(0, len(order), size)]
 
 
-def _grids(conversations: list[Conversation], encoder_spec, cache_dir: Path, progress) -> dict[str, np.ndarray]:
-    encoder = build_model("image_embedder", encoder_spec, cache_dir)
+def _grids(conversations: list[Conversation], config: VLMConfig, cache_dir: Path, progress) -> dict[str, np.ndarray]:
+    encoder = build_model("image_embedder", config.encoder, cache_dir)
     paths = sorted({str(c.image) for c in conversations if c.image is not None})
     if not paths:
         return {}
@@ -125,7 +125,7 @@ def _grids(conversations: list[Conversation], encoder_spec, cache_dir: Path, pro
 
     cache = FeatureCache(cache_dir / "features", encoder.name, "grids", dtype=np.float16)  # 125 KB an image
     flat = cache.get(keys, compute, progress, "image grids")
-    side = int(round((flat.shape[1] / 1280) ** 0.5))
+    side = round((flat.shape[1] / config.encoder_dim) ** 0.5)
     return {p: row.reshape(-1, side, side) for p, row in zip(paths, flat)}
 
 
@@ -152,7 +152,7 @@ def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLM
     if progress:
         progress.remove_task(loading)
     model.set_precision(settings.precision)
-    grids = _grids(conversations, model.config.encoder, cache_dir, progress)
+    grids = _grids(conversations, model.config, cache_dir, progress)
     trainable = [p for n, p in model.named_parameters() if not n.startswith("lm.") or ".block." in n]
     optimizer, step, losses, rng = start_or_resume(settings.out, trainable, settings.lr, settings.seed)
     model.train()
