@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test test-slow bench train-joint train-vlm clean
+.PHONY: setup demo test test-slow bench eval train-joint train-vlm clean
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +20,17 @@ test-slow: setup  # pytest exits 5 when no test is marked slow: that is not a fa
 
 bench: setup
 	$(BIN)/python -m benchmarks.run
+
+# The held-out evaluation: build the buckets, answer the test split with both pipelines, judge them
+# side by side (reference judge and the offline chat model), write out/eval/.../report.html.
+# EVAL_LIMIT=N answers only the first N items, for a quick look.
+EVAL_LIMIT := 0
+EVAL_BUCKET := out/bucket/test/bucket.jsonl
+eval: setup
+	$(BIN)/vlmsearch eval make-bucket --out out/bucket
+	$(BIN)/vlmsearch eval answers --bucket $(EVAL_BUCKET) --pipeline llm --pipeline vlm --limit $(EVAL_LIMIT) --out out/eval
+	$(BIN)/vlmsearch eval sbs --bucket $(EVAL_BUCKET) --a vlm --b llm --judge reference --limit $(EVAL_LIMIT) --out out/eval
+	$(BIN)/vlmsearch eval sbs --bucket $(EVAL_BUCKET) --a vlm --b llm --judge offline --limit $(EVAL_LIMIT) --out out/eval
 
 # Reproduces the joint image-text heads shipped in the package (bit for bit on the same machine).
 train-joint: setup

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vlmsearch.errors import ConfigError
 
@@ -30,11 +30,30 @@ class ModelSpec(_Frozen):
     options: dict[str, Any] = Field(default_factory=dict)  # backend keyword arguments
 
 
+class PipelineSpec(_Frozen):
+    """A pipeline is data: which stages run, and which role rephrases."""
+
+    stages: tuple[str, ...]
+    rephraser_role: str = "chat"  # "chat" (a text LLM) or "vlm" (sees the image)
+    captioner_role: str = "vlm"
+    generator_role: str = "chat"  # a text LLM in both designs, as in the reference system
+
+
+STAGES = ("visual_search", "rephrase", "retrieve", "caption", "generate")
+DEFAULT_PIPELINES = {
+    # The old design: the image reaches the text models only as visual-search facts.
+    "llm": PipelineSpec(stages=("visual_search", "rephrase", "retrieve", "generate")),
+    # The new design: a VLM rephraser that sees the image, plus a VLM captioner.
+    "vlm": PipelineSpec(stages=STAGES, rephraser_role="vlm"),
+}
+
+
 class Profile(_Frozen):
     name: str
     description: str = ""
     roles: dict[str, ModelSpec]
     pipeline: str | None = None  # the default pipeline; unset: `vlm` when there is a VLM, else `llm`
+    pipelines: dict[str, PipelineSpec] = Field(default_factory=dict)  # added to (or replacing) the built-in ones
 
     @classmethod
     def load(cls, name_or_path: str) -> Profile:
@@ -57,7 +76,14 @@ class Profile(_Frozen):
         unknown = set(data.get("roles", {})) - set(ROLES)
         if unknown:
             raise ConfigError(f"profile {name!r} names unknown roles {sorted(unknown)}; roles: {', '.join(ROLES)}")
-        return cls(name=name, description=data.get("description", ""), roles=data.get("roles", {}), pipeline=data.get("pipeline"))
+        unknown = set(data) - {"description", "roles", "pipeline", "pipelines"}
+        if unknown:
+            raise ConfigError(f"profile {name!r} has unknown keys {sorted(unknown)}; keys: description, roles, pipeline, pipelines")
+        try:
+            return cls(name=name, **{k: v for k, v in data.items() if k != "name"})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise ConfigError(f"profile {name!r}: {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
 
     def spec(self, role: str) -> ModelSpec | None:
         return self.roles.get(role)
@@ -83,24 +109,6 @@ class SearchSettings(_Frozen):
     ann_min_rows: int = 5000  # below this, exact vector search is fast enough and exact
     ann_refine_factor: int = 4  # re-rank 4k ANN candidates with full vectors: recall@10 0.90 -> 0.999 at 100k
     joint_weight: float = 1.0  # the joint image-text ranking's weight in text -> image fusion (tags, OCR: 1)
-
-
-class PipelineSpec(_Frozen):
-    """A pipeline is data: which stages run, and which role rephrases."""
-
-    stages: tuple[str, ...]
-    rephraser_role: str = "chat"  # "chat" (a text LLM) or "vlm" (sees the image)
-    captioner_role: str = "vlm"
-    generator_role: str = "chat"  # a text LLM in both designs, as in the reference system
-
-
-STAGES = ("visual_search", "rephrase", "retrieve", "caption", "generate")
-DEFAULT_PIPELINES = {
-    # The old design: the image reaches the text models only as visual-search facts.
-    "llm": PipelineSpec(stages=("visual_search", "rephrase", "retrieve", "generate")),
-    # The new design: a VLM rephraser that sees the image, plus a VLM captioner.
-    "vlm": PipelineSpec(stages=STAGES, rephraser_role="vlm"),
-}
 
 
 class AnswerSettings(_Frozen):
@@ -134,6 +142,10 @@ class Settings(_Frozen):
     search: SearchSettings = SearchSettings()
     answer: AnswerSettings = AnswerSettings()
     pipelines: dict[str, PipelineSpec] = Field(default_factory=lambda: dict(DEFAULT_PIPELINES))
+
+    def pipeline_specs(self) -> dict[str, PipelineSpec]:
+        """The built-in pipelines and any set here, with the profile's own added (same name: the profile's)."""
+        return {**self.pipelines, **self.profile.pipelines}
 
     @classmethod
     def create(cls, store: Path | str | None = None, profile: str | None = None) -> Settings:

@@ -109,9 +109,10 @@ class Engine:
         from vlmsearch.pipeline import Pipeline
 
         name = name or self.settings.profile.pipeline or ("vlm" if self.models.has("vlm") else "llm")
-        spec = self.settings.pipelines.get(name)
-        if spec is None:
-            raise ConfigError(f"unknown pipeline {name!r}; known: {', '.join(sorted(self.settings.pipelines))}")
+        specs = self.settings.pipeline_specs()
+        if name not in specs:
+            raise ConfigError(f"unknown pipeline {name!r}; known: {', '.join(sorted(specs))}")
+        spec = specs[name]
         return Pipeline(name, spec, self.settings, self.models, self.store, self.wordnet)
 
     def ask(self, question: str, image: Path | str | Image.Image | None = None, pipeline: str | None = None):

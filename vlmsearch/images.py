@@ -54,3 +54,15 @@ def load_image(path: Path | str, max_pixels: int = 64_000_000) -> Image.Image:
     except OSError as exc:
         raise BadInputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
     return decode_image(data, str(path), max_pixels)
+
+
+def fits(path: Path, max_pixels: int = 64_000_000) -> bool:
+    """Whether a file's header says it is an image within the pixel limit (cheap: no decoding).
+    For picking training and evaluation images; ingest decodes and reports each failure instead."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.width * image.height <= max_pixels
+    except (OSError, Image.DecompressionBombError):
+        return False

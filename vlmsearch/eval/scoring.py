@@ -1,0 +1,113 @@
+"""Reference scoring of answers against a bucket: is the fact right, is the right document cited, did
+the answer say the documents do not answer?
+
+- fact: the answer matches the item's `expect` regex; without one, it holds at least half of the
+  reference's key words and every number in it;
+- source: a citation of the answer names the expected document (by file name);
+- abstained: the answer says the documents do not answer (the pipeline's own refusal or the
+  generator's words for it);
+- right: fact and source and no abstention on an answerable item; an abstention on an unanswerable one.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlmsearch.eval.bucket.items import BucketItem
+from vlmsearch.eval.stats import bootstrap_ci
+
+_ABSTAIN = re.compile(
+    r"\b(?:sources?|documents?|passages?|context|texts?|information)\b[^.]{0,60}?\b(?:do|does|did)\s*(?:n[o']t|not)\s+"
+    r"(?:say|mention|contain|state|answer|include|provide|specify|cover|tell|give|describe)"
+    r"|\bnot\s+(?:mentioned|stated|specified|provided|given|included|covered)\s+in\s+the\b"
+    r"|\bno\s+(?:information|mention|answer|details?)\s+(?:about|on|of|is|in|to)\b"
+    r"|\b(?:cannot|can\s*not|can't|unable\s+to)\s+(?:answer|find|determine|tell|say)\b"
+    r"|\bI\s+do\s*(?:n[o']t|not)\s+know\b",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"[a-z]+|\d+(?:[.,]\d+)?")
+_STOP = frozenset(
+    ["a", "an", "the", "of", "in", "on", "at", "to", "for", "and", "or", "is", "are", "was", "were", "be", "it", "its", "this", "that", "with", "by", "as", "from", "which", "who", "has", "have", "had", "not", "no", "any", "some", "also", "very", "one", "kind"]
+)
+
+
+def abstained(answer: str) -> bool:
+    return bool(_ABSTAIN.search(answer))
+
+
+def key_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and (len(w) >= 3 or w.isdigit())}
+
+
+def fact_found(item: BucketItem, answer: str) -> bool:
+    if item.expect:
+        return re.search(item.expect, answer) is not None
+    if not item.reference:
+        return False
+    wanted = key_words(item.reference)
+    said = key_words(answer)
+    numbers = {w for w in wanted if w[0].isdigit()}
+    return bool(wanted) and len(wanted & said) >= len(wanted) / 2 and numbers <= said
+
+
+@dataclass(frozen=True)
+class Score:
+    fact: bool
+    source: bool
+    abstained: bool
+    right: bool
+
+
+def score(item: BucketItem, answer: str, cited_sources: Sequence[str]) -> Score:
+    said_no = abstained(answer)
+    if not item.answerable:
+        return Score(False, False, said_no, said_no)
+    fact = fact_found(item, answer)
+    source = any(Path(s).name == item.source for s in cited_sources)
+    return Score(fact, source, said_no, fact and source and not said_no)
+
+
+@dataclass(frozen=True)
+class Scored:
+    item: BucketItem
+    score: Score
+    ms: float | None  # end-to-end answer time; None when the answer came from an old cache without it
+
+
+def _accuracy(rows: Sequence[Scored]) -> dict:
+    rights = [float(r.score.right) for r in rows]
+    return {"n": len(rows), "accuracy": round(sum(rights) / len(rows), 4) if rows else None, "ci95": list(bootstrap_ci(rights))}
+
+
+def summarize(rows: Sequence[Scored]) -> dict:
+    """The `eval answers --json` record of one pipeline."""
+    answerable = [r for r in rows if r.item.answerable]
+    unanswerable = [r for r in rows if not r.item.answerable]
+    false_abstentions = sum(r.score.abstained and not r.score.right for r in answerable)
+    right_abstentions = sum(r.score.right for r in unanswerable)
+    times = [r.ms for r in rows if r.ms is not None]
+    by = {}
+    for field in ("cluster", "type"):
+        groups: dict[str, list[Scored]] = {}
+        for r in rows:
+            groups.setdefault(getattr(r.item, field) or "(none)", []).append(r)
+        by[field] = {name: _accuracy(group) for name, group in sorted(groups.items())}
+    return {
+        **_accuracy(rows),
+        "right_with_source": sum(r.score.right for r in answerable),
+        "answerable": len(answerable),
+        "fact_right": sum(r.score.fact for r in answerable),
+        "source_right": sum(r.score.source for r in answerable),
+        "false_abstentions": false_abstentions,
+        "false_abstention_rate": round(false_abstentions / len(answerable), 4) if answerable else None,
+        "unanswerable": len(unanswerable),
+        "right_abstentions": right_abstentions,
+        "right_abstention_rate": round(right_abstentions / len(unanswerable), 4) if unanswerable else None,
+        "per_cluster": by["cluster"],
+        "per_type": by["type"],
+        "p50_ms": round(statistics.median(times), 1) if times else None,
+    }
