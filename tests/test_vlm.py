@@ -234,6 +234,7 @@ def test_lora_fine_tunes_a_hub_style_vlm_and_the_result_serves_as_the_vlm_role(t
     assert result.returncode == 1 and "give its id or folder with --lm" in result.stderr
 
 
+@pytest.mark.slow  # ~30 s: 12 captions; `make eval` measures the same model on the held-out bucket
 def test_shipped_vlm_names_the_topic_of_held_out_drawings(tmp_path):
     """The offline profile's VLM on drawings it never trained on (the joint model's test split):
     a quality floor, not an exact answer. The ImageNet tag as caption names no topic of these 12
