@@ -102,7 +102,7 @@ def run(checkpoints: list[Path], test: Path, n: int = 80) -> dict:
                 rows.append({"method": fused_name, **_scores(fused, cases)})
 
         add("raw question", [SearchQuery(c["question"]) for c in cases])
-        add("fallback: tagger's subject (no model)", [SearchQuery(fallback_query(c["question"], f)) for c, f in zip(cases, facts)])
+        add("fallback: tagger's subject (no model)", [SearchQuery(fallback_query(c["question"], f.subject())) for c, f in zip(cases, facts)])
         for name, model, sees_image in [("LLM rephraser (llm pipeline)", engine.models.chat, False)] + [
             (f"our VLM rephraser ({p.name})", p, True) for p in checkpoints
         ]:
@@ -113,7 +113,7 @@ def run(checkpoints: list[Path], test: Path, n: int = 80) -> dict:
                 started = time.perf_counter()
                 query = rephraser(c["question"], f, load_image(c["image"]))
                 seconds.append(time.perf_counter() - started)
-                made.append(SearchQuery(query.text, fallback=query.fallback))
+                made.append(SearchQuery(query.text, fallbacks=query.fallbacks))
             add(name, made, seconds, fused_name=f"  + fallback + question, fused ({'vlm' if sees_image else 'llm'} pipeline)")
             model = None  # free a VLM's LM before the next loads
         add("reference query (upper bound)", [SearchQuery(c["reference"]) for c in cases])

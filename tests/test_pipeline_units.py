@@ -4,8 +4,9 @@ import pytest
 
 from vlmsearch.models.bundled import MiniLM
 from vlmsearch.pipeline.generate import INJECTION_REMOVED, Attributor, as_data, sentences
-from vlmsearch.pipeline.rephrase import clean_query, fallback_query, is_chit_chat, retrieval_queries
-from vlmsearch.pipeline.types import SearchQuery, VisualFacts
+from vlmsearch.knowledge.wordnet import WordNet
+from vlmsearch.pipeline.rephrase import clean_query, fallback_query, is_chit_chat, pointed_kind, retrieval_queries, subjects
+from vlmsearch.pipeline.types import Match, SearchQuery, VisualFacts
 from vlmsearch.records import InfoCard, PassageHit, Tag
 
 CAT = VisualFacts((Tag("Egyptian cat", 0.4, "n02124075"),), "", InfoCard("Egyptian cat", "a domestic cat of Egypt"), ())
@@ -17,9 +18,29 @@ def test_clean_query_keeps_one_plain_line():
 
 
 def test_fallback_query_names_what_the_image_shows():
-    assert fallback_query("how long do animals like this live?", CAT) == "how long do animals like Egyptian cat live?"
-    assert fallback_query("lifespan?", CAT) == "Egyptian cat lifespan?"
-    assert fallback_query("how tall is the Eiffel tower?", None) == "how tall is the Eiffel tower?"
+    assert fallback_query("how long do animals like this live?", CAT.subject()) == "how long do animals like Egyptian cat live?"
+    assert fallback_query("lifespan?", CAT.subject()) == "Egyptian cat lifespan?"
+    assert fallback_query("how tall is the Eiffel tower?", "") == "how tall is the Eiffel tower?"
+
+
+def _match(topic: str, score: float, region: str = "whole image") -> Match:
+    return Match(topic, f"/docs/{topic}.md", topic, (0,), score, region)
+
+
+def test_subjects_follow_the_kind_the_question_points_at():
+    wordnet = WordNet()
+    picture = VisualFacts((Tag("rocking chair", 0.12, "n04099969"),), "", None, (),
+                          (_match("tiger", 0.7, "left half"), _match("apple", 0.6, "right half"), _match("lamp", 0.5)))  # fmt: skip
+    assert pointed_kind("What is the fruit in this picture called?", wordnet) == "fruit"
+    assert pointed_kind("how long do animals like this live?", wordnet) is None
+    assert subjects("What is the fruit in this picture called?", picture, wordnet) == ["apple"]  # not a chair either
+    assert subjects("What is this animal a type of?", picture, wordnet) == ["tiger"]
+    assert subjects("What is this?", picture, wordnet) == ["tiger", "rocking chair"]  # no kind: the best of each
+    photo = VisualFacts((Tag("Egyptian cat", 0.62, "n02124075"),), "", None, (), (_match("espresso", 0.5),))
+    assert subjects("how long do animals like this live?", photo, wordnet) == ["Egyptian cat", "espresso"]  # a confident tag first
+    sign = VisualFacts((), "PENGUIN", None, (), (_match("lamp", 0.5),))
+    assert subjects("What is the bird named on the sign a type of?", sign, wordnet)[0] == "PENGUIN"
+    assert subjects("anything", None, wordnet) == []
 
 
 @pytest.mark.parametrize("text", ["hello!", "Thanks so much", "good morning", "hey there"])
@@ -70,10 +91,10 @@ def test_focused_passages_keep_the_relevant_sentences_in_order_within_budget():
 
 
 def test_a_raw_question_that_points_at_the_image_counts_half():
-    pointing = SearchQuery("missile uses", fallback="what is missile used for?")
+    pointing = SearchQuery("missile uses", fallbacks=("what is missile used for?",))
     assert retrieval_queries("what is this used for?", pointing) == [
         ("missile uses", 1.0), ("what is missile used for?", 1.0), ("what is this used for?", 0.5)]
-    unrelated = SearchQuery("espresso ingredients", fallback="missile what is espresso made of?")
+    unrelated = SearchQuery("espresso ingredients", fallbacks=("missile what is espresso made of?",))
     assert retrieval_queries("what is espresso made of?", unrelated)[-1] == ("what is espresso made of?", 1.0)
-    no_image = SearchQuery("eiffel tower height", fallback="how tall is it?")
+    no_image = SearchQuery("eiffel tower height", fallbacks=("how tall is it?",))
     assert retrieval_queries("how tall is it?", no_image) == [("eiffel tower height", 1.0), ("how tall is it?", 1.0)]

@@ -118,6 +118,7 @@ class AnswerSettings(_Frozen):
     min_passage_similarity: float = 0.3
     similar_images: int = 3
     similar_min_score: float = 0.5  # weaker look-alikes would mislead more than help
+    topic_matches: int = 6  # document topics the image's regions look like, for visual search (0: off)
     max_answer_tokens: int = 400
     # Passage text given to the generator, focused on the query's closest sentences: prompt processing
     # is most of a small CPU model's latency (Qwen 0.5B: ~200 tokens/s on 2 cores).

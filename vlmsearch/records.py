@@ -58,6 +58,29 @@ class PassageRecord:
 
 
 @dataclass(frozen=True)
+class TopicRecord:
+    """What a stretch of a document is about (its heading, else the document's title), in the joint
+    image-text space: an image can then find the documents about what it shows."""
+
+    id: str  # f"{doc_id}:t{n}"
+    doc_id: str
+    source: str
+    topic: str
+    positions: tuple[int, ...]  # the passages (chunk numbers) under this topic
+    joint: np.ndarray
+
+
+@dataclass(frozen=True)
+class TopicHit:
+    id: str
+    doc_id: str
+    source: str
+    topic: str
+    positions: tuple[int, ...]
+    score: float  # cosine similarity in the joint space
+
+
+@dataclass(frozen=True)
 class ImageHit:
     id: str
     path: str

@@ -70,8 +70,9 @@ def sections(text: str) -> list[tuple[str, str]]:
     return [(heading, "\n".join(body)) for heading, body in found if "".join(body).strip()]
 
 
-def chunk_text(text: str, size: int = 1200, overlap: int = 200) -> list[str]:
-    """Passages of whole sentences up to `size` characters; neighbours share up to `overlap`.
+def chunk_sections(text: str, size: int = 1200, overlap: int = 200) -> list[tuple[str, str]]:
+    """(heading, passage) pairs: passages of whole sentences up to `size` characters; neighbours
+    share up to `overlap`.
 
     Headings are topic boundaries: sections never share a passage, and each passage of a section
     starts with its heading, so "## missile" text is not buried after a minivan's description."""
@@ -81,8 +82,27 @@ def chunk_text(text: str, size: int = 1200, overlap: int = 200) -> list[str]:
     for heading, body in sections(text):
         prefix = f"{heading}: " if heading else ""
         room = size - len(prefix)
-        chunks.extend(prefix + chunk for chunk in _chunk_plain(body, room, min(overlap, room // 2)))
+        chunks.extend((heading, prefix + chunk) for chunk in _chunk_plain(body, room, min(overlap, room // 2)))
     return chunks
+
+
+def chunk_text(text: str, size: int = 1200, overlap: int = 200) -> list[str]:
+    return [chunk for _, chunk in chunk_sections(text, size, overlap)]
+
+
+def topics(chunks: list[tuple[str, str]], title: str) -> list[tuple[str, tuple[int, ...]]]:
+    """(topic, chunk numbers) per heading in order; chunks before any heading are about the title
+    (the first heading, else the file name)."""
+    title = next((h for h, _ in chunks if h), title)
+    found: dict[str, list[int]] = {}
+    for n, (heading, _) in enumerate(chunks):
+        found.setdefault(heading or title, []).append(n)
+    return [(topic, tuple(positions)) for topic, positions in found.items()]
+
+
+def title_of(path: Path) -> str:
+    """A file name as words: 'golden-retriever_care.md' -> 'golden retriever care'."""
+    return " ".join(re.split(r"[\s_\-.]+", path.stem)).strip()
 
 
 def _chunk_plain(text: str, size: int, overlap: int) -> list[str]:

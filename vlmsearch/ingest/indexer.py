@@ -19,10 +19,10 @@ from vlmsearch.config import IngestSettings
 from vlmsearch.errors import BadInputError
 from vlmsearch.images import decode_image
 from vlmsearch.ingest.discover import Found, discover
-from vlmsearch.ingest.documents import chunk_text, extract_text
+from vlmsearch.ingest.documents import chunk_sections, extract_text, title_of, topics
 from vlmsearch.knowledge.wordnet import WordNet
 from vlmsearch.models.registry import Models
-from vlmsearch.records import ImageRecord, InfoCard, PassageRecord, Tag
+from vlmsearch.records import ImageRecord, InfoCard, PassageRecord, Tag, TopicRecord
 from vlmsearch.stores.protocol import Store
 
 _MIN_TAG_SCORE = 0.1  # weaker guesses would add noise to keyword search
@@ -37,7 +37,7 @@ class Failure:
 @dataclass
 class IngestReport:
     added: int = 0
-    updated: int = 0  # stored images that gained a joint vector
+    updated: int = 0  # stored images and documents that gained joint vectors or topics
     unchanged: int = 0
     failed: list[Failure] = field(default_factory=list)
     skipped: int = 0  # files in folders with types we do not index
@@ -215,10 +215,10 @@ class Indexer:
 
     def _document_batch(self, batch: Sequence[Found], report: IngestReport) -> None:
         documents = []
-        for item, doc_id, data in self._read_new(batch, report, self.store.known_doc_ids):
+        for item, doc_id, data in self._read_new(batch, report, self._known_complete_docs):
             try:
                 with self._timed(report, "extract"):
-                    chunks = chunk_text(extract_text(item.path, data), self.settings.chunk_chars, self.settings.chunk_overlap)
+                    chunks = chunk_sections(extract_text(item.path, data), self.settings.chunk_chars, self.settings.chunk_overlap)
                 if not chunks:
                     raise BadInputError(f"{item.path}: no text found (a scanned PDF needs OCR first)")
                 documents.append((item, doc_id, chunks))
@@ -226,15 +226,47 @@ class Indexer:
                 report.failed.append(Failure(str(item.path), str(exc).removeprefix(f"{item.path}: ")))
         if not documents:
             return
-        texts = [chunk for _, _, chunks in documents for chunk in chunks]
+        stored = self.store.known_doc_ids([doc_id for _, doc_id, _ in documents])
+        if stored:  # indexed before the joint model came: add its topics, keep the passages
+            self._add_topics([d for d in documents if d[1] in stored], report)
+            report.updated += len(stored)
+            documents = [d for d in documents if d[1] not in stored]
+            if not documents:
+                return
+        texts = [chunk for _, _, chunks in documents for _, chunk in chunks]
         with self._timed(report, "text_embedder"):
             vectors = iter(self.models.text_embedder.embed_texts(texts))
         records = [
             PassageRecord(f"{doc_id}:{n}", doc_id, str(item.path.resolve()), n, chunk, next(vectors))
             for item, doc_id, chunks in documents
-            for n, chunk in enumerate(chunks)
+            for n, (_, chunk) in enumerate(chunks)
         ]
         with self._timed(report, "store_write"):
             self.store.add_passages(records)  # one commit: a document's passages appear together
+        self._add_topics(documents, report)
         report.added += len(documents)
         report.passages += len(records)
+
+    def _known_complete_docs(self, ids: Sequence[str]) -> set[str]:
+        """Stored documents that need nothing: known, and with topics when the profile has a joint model."""
+        known = self.store.known_doc_ids(ids)
+        return known - self.store.docs_without_topics(known) if self.models.has("image_text") else known
+
+    def _add_topics(self, documents, report: IngestReport) -> None:
+        """Each document's topics (headings, else its title) in the joint space, so images can find them.
+
+        Written after the passages: a crash in between leaves a document without topics, and the
+        next run adds them (a topic never points at passages that are not there)."""
+        if not self.models.has("image_text"):
+            return
+        found = [(item, doc_id, n, topic, positions)
+                 for item, doc_id, chunks in documents
+                 for n, (topic, positions) in enumerate(topics(chunks, title_of(item.path)))]  # fmt: skip
+        with self._timed(report, "joint_embedder"):
+            vectors = self.models.image_text.embed_texts([topic for *_, topic, _ in found])
+        records = [
+            TopicRecord(f"{doc_id}:t{n}", doc_id, str(item.path.resolve()), topic, positions, vector)
+            for (item, doc_id, n, topic, positions), vector in zip(found, vectors)
+        ]
+        with self._timed(report, "store_write"):
+            self.store.add_topics(records)

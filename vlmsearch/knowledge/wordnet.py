@@ -100,6 +100,18 @@ class WordNet:
         senses = self.senses(word)
         return self.card(senses[0].id) if senses else None
 
+    def is_kind_of(self, name: str, kind: str, senses: int = 3) -> bool | None:
+        """Whether a thing called `name` is a `kind` ('granny smith' is a fruit), by the hypernyms of
+        its commonest senses; for a phrase WordNet lacks, of its longest known tail ('red apple' ->
+        'apple'). None when WordNet knows neither word: unknown, not false."""
+        kinds = {w.lower() for s in self.senses(kind) for w in s.words}
+        words = name.lower().replace("-", " ").split()
+        for start in range(len(words)):
+            found = self.senses(" ".join(words[start:]))[:senses]
+            if found:
+                return bool(kinds) and any(kinds & {w.lower() for a in [s, *self.hypernym_closure(s)] for w in a.words} for s in found)
+        return None
+
     @functools.cached_property
     def _index(self) -> dict[str, tuple[int, ...]]:
         """lemma -> offsets of its noun senses, commonest first."""

@@ -12,7 +12,7 @@ from vlmsearch.config import STAGES, PipelineSpec, Settings
 from vlmsearch.errors import ConfigError
 from vlmsearch.pipeline.caption import Captioner
 from vlmsearch.pipeline.generate import Attributor, Generator, cited, sentences
-from vlmsearch.pipeline.rephrase import Rephraser, retrieval_queries
+from vlmsearch.pipeline.rephrase import Rephraser, points_at_image, retrieval_queries
 from vlmsearch.pipeline.retrieve import Retriever
 from vlmsearch.pipeline.types import Answer, AnswerEvent, StageEvent, TokenEvent, TraceStep, VisualFacts
 from vlmsearch.pipeline.visual_search import VisualSearch
@@ -39,7 +39,8 @@ class Pipeline:
                 raise _needs_vlm(name, role, settings.profile.name)
         opts = settings.answer
         self.models = models
-        self.visual_search = VisualSearch(models, store, wordnet, opts.similar_images, opts.similar_min_score)
+        self.visual_search = VisualSearch(models, store, wordnet, opts.similar_images, opts.similar_min_score, opts.topic_matches)
+        self.wordnet = wordnet
         self.retriever = Retriever(store, models.text_embedder, opts.passages, opts.min_passage_similarity)
         self.opts = opts
 
@@ -62,7 +63,7 @@ class Pipeline:
         query = None
         if "rephrase" in stages:
             rephraser = Rephraser(self.models.get(self.spec.rephraser_role), sees_image=self.spec.rephraser_role == "vlm",
-                                  max_tokens=self.opts.max_rephrase_tokens)  # fmt: skip
+                                  max_tokens=self.opts.max_rephrase_tokens, wordnet=self.wordnet)  # fmt: skip
             summary = f"question{' + image' if rephraser.sees_image and image else ''}{' + visual facts' if facts else ''}"
             query = step("rephrase", rephraser.model_name, summary, lambda: rephraser(question, facts, image),
                          lambda q: q.text if q.retrieve else "(chit-chat: no retrieval)")  # fmt: skip
@@ -84,7 +85,7 @@ class Pipeline:
             caption = step("caption", captioner.model_name, "image", lambda: captioner(image), lambda c: c)
             yield StageEvent(trace[-1])
 
-        generator = Generator(self.models.get(self.spec.generator_role), self.opts.max_answer_tokens)
+        generator = Generator(self.models.get(self.spec.generator_role), self.opts.max_answer_tokens, self.wordnet)
         attributor = Attributor(passages, self.models.text_embedder)
         focus = [q for q in (query_text, question) if q]
         texts = attributor.focused(self.models.text_embedder.embed_texts(focus), self.opts.max_source_chars)
@@ -97,7 +98,8 @@ class Pipeline:
                 yield piece
 
         # Streamed a sentence at a time, each with its checked citation: what is shown is the answer.
-        for sentence in sentences(timed(generator.stream(question, facts, passages, caption, retrieval, texts))):
+        subject = query.subject if query and points_at_image(question) else ""
+        for sentence in sentences(timed(generator.stream(question, facts, passages, caption, retrieval, texts, subject))):
             marked = attributor.mark(sentence)
             shown.append(marked)
             yield TokenEvent(marked + " ")

@@ -16,6 +16,19 @@ _CHIT_CHAT = re.compile(
 )
 # Words that point at the image instead of naming what it shows.
 _DEICTIC = re.compile(r"\b(this|that|these|those|it|its|here|the (animal|thing|object|one|picture|image|photo))\b", re.IGNORECASE)
+# Whole pointing phrases: "the fruit in this picture", "the animal named on the sign", "this bird".
+_POINTING_PHRASE = re.compile(
+    r"\b(?:the|this|that)\s+(?:piece of\s+)?[a-z]+\s+(?:(?:in|on|at)|(?:named|shown|written|pictured)\s+(?:on|in))\s+"
+    r"(?:this|the)\s+(?:picture|image|photo|photograph|drawing|sign|label)\b",
+    re.IGNORECASE,
+)
+_POINTING_KIND = re.compile(r"\b(?:this|that)\s+(?:piece of\s+)?([a-z]+)\b", re.IGNORECASE)
+# "this bird", "the fruit in this picture", "the animal named on the sign": the kind pointed at.
+_POINTED_KIND = re.compile(r"\b(?:this|that|these|those|the)\s+((?:piece of )?[a-z]+)\b", re.IGNORECASE)
+_NOT_KINDS = frozenset("picture image photo photograph drawing sign label word text one thing object question documents sources".split())
+CONFIDENT_TAG = 0.3  # a tagger probability above which its label outranks the joint model's match
+# Questions about what is written in the image rather than what is drawn.
+_ABOUT_TEXT = re.compile(r"\b(sign|label|written|writing|text|word|says|reads|caption|title|poster)\b", re.IGNORECASE)
 
 INSTRUCTION = (
     "You turn a user's question into a web search query that keeps every part of the question. Replace "
@@ -33,24 +46,71 @@ def points_at_image(question: str) -> bool:
 
 
 def retrieval_queries(question: str, query: SearchQuery) -> list[tuple[str, float]]:
-    """What retrieval runs, with RRF weights: the rephrasing, the model-free fallback, and the raw
+    """What retrieval runs, with RRF weights: the rephrasing, the model-free fallbacks, and the raw
     question. A raw question that points at the image counts half: alone, "what is this used for?"
     matches any passage about uses, yet "how long does the animal here live?" names what a tagger
     may have missed."""
-    raw_weight = 0.5 if points_at_image(question) and query.fallback != question else 1.0
+    raw_weight = 0.5 if points_at_image(question) and any(f != question for f in query.fallbacks) else 1.0
     weighted: dict[str, float] = {}
-    for text, weight in ((query.text, 1.0), (query.fallback, 1.0), (question, raw_weight)):
+    for text, weight in ((query.text, 1.0), *((f, 1.0) for f in query.fallbacks), (question, raw_weight)):
         if text and text not in weighted:
             weighted[text] = weight
     return list(weighted.items())
 
 
-def fallback_query(question: str, facts: VisualFacts | None) -> str:
-    """A model-free query: the question with its pointing words replaced by the image's subject."""
-    if facts is None or not facts.subject():
+def pointed_kind(question: str, wordnet) -> str | None:
+    """The kind of thing the question points at ("the fruit in this picture" -> "fruit"), when
+    WordNet knows it as a noun."""
+    if wordnet is None:
+        return None
+    for found in _POINTED_KIND.finditer(question):
+        word = found.group(1).lower()
+        if word not in _NOT_KINDS and wordnet.senses(word):
+            return word
+    return None
+
+
+def subjects(question: str, facts: VisualFacts | None, wordnet=None) -> list[str]:
+    """What the question's pointing words may stand for, best first: the text of a sign the question
+    is about; the document topic the image looks like that is of the question's kind ("this bird":
+    not the lamp beside it), or the best one when the question names no kind; the tagger's subject,
+    unless WordNet says it is not of that kind."""
+    if facts is None:
+        return []
+    found = []
+    if facts.ocr_text and _ABOUT_TEXT.search(question):
+        found.append(" ".join(facts.ocr_text.split()))
+    kind = pointed_kind(question, wordnet)
+    matches = list(facts.matches)
+    if kind:  # only topics WordNet places under the kind: an unplaceable one is as likely wrong as right
+        matches = [m for m in matches if wordnet.is_kind_of(m.topic, kind)]
+    tagged = facts.subject()
+    if kind and tagged and wordnet.is_kind_of(tagged, kind) is False:
+        tagged = ""
+    # Without a kind to check against, a confident tag (a photo of something ImageNet knows) comes
+    # before the joint model's match, which is surest on drawings.
+    confident = bool(tagged) and not kind and bool(facts.tags) and facts.tags[0].score >= CONFIDENT_TAG
+    ordered = [tagged, matches[0].topic if matches else ""] if confident else [matches[0].topic if matches else "", tagged]
+    found += [subject for subject in ordered if subject]
+    return list(dict.fromkeys(found))
+
+
+def fallback_query(question: str, subject: str, wordnet=None) -> str:
+    """The question with its pointing words replaced by a subject: a model-free query, and the
+    question as the generator reads it ("how long does the animal in this picture live?" -> "how
+    long does Domestic cats live?"). With WordNet, "this bird" goes whole, not just "this"."""
+    if not subject:
         return question
-    replaced, count = _DEICTIC.subn(facts.subject(), question, count=1)
-    return replaced if count else f"{facts.subject()} {question}"
+    replaced, count = _POINTING_PHRASE.subn(subject, question, count=1)
+    if count:
+        return replaced
+    if wordnet is not None:
+        for found in _POINTING_KIND.finditer(question):
+            word = found.group(1).lower()
+            if word not in _NOT_KINDS and len(word) > 2 and wordnet.senses(word):
+                return question[: found.start()] + subject + question[found.end() :]
+    replaced, count = _DEICTIC.subn(subject, question, count=1)
+    return replaced if count else f"{subject} {question}"
 
 
 def clean_query(text: str) -> str:
@@ -59,20 +119,20 @@ def clean_query(text: str) -> str:
     return " ".join(line.strip().strip("\"'`").split()[:24])
 
 
-def rephrase_prompt(question: str, facts: VisualFacts | None, image: Image.Image | None) -> list[Message]:
+def rephrase_prompt(question: str, facts: VisualFacts | None, image: Image.Image | None, subject: str | None = None) -> list[Message]:
     """The rephraser's chat; our VLM's rephraser fine-tune is trained on exactly this."""
     # A small model mixes up several tag names; the single likeliest subject keeps it on track.
     context = ""
     if facts is not None:
-        context = f"The image shows: {facts.subject()}."
+        context = f"The image shows: {subject or facts.subject()}."
         context += f" Text in the image: {' '.join(facts.ocr_text.split())}.\n" if facts.ocr_text else "\n"
     images = (image,) if image is not None else ()
     return [Message("system", INSTRUCTION), Message("user", f"{context}Question: {question}\nSearch query:", images=images)]
 
 
 class Rephraser:
-    def __init__(self, model, sees_image: bool, max_tokens: int = 40):
-        self.model, self.sees_image, self.max_tokens = model, sees_image, max_tokens
+    def __init__(self, model, sees_image: bool, max_tokens: int = 40, wordnet=None):
+        self.model, self.sees_image, self.max_tokens, self.wordnet = model, sees_image, max_tokens, wordnet
 
     @property
     def model_name(self) -> str:
@@ -81,7 +141,13 @@ class Rephraser:
     def __call__(self, question: str, facts: VisualFacts | None, image: Image.Image | None) -> SearchQuery:
         if is_chit_chat(question):
             return SearchQuery(text="", retrieve=False)
-        fallback = fallback_query(question, facts)
+        named = subjects(question, facts, self.wordnet)
+        fallbacks = tuple(fallback_query(question, subject, self.wordnet) for subject in named) or (question,)
         image = image if self.sees_image else None
-        reply = complete(self.model, rephrase_prompt(question, facts, image), GenerationOptions(max_tokens=self.max_tokens))
-        return SearchQuery(text=clean_query(reply) or fallback, fallback=fallback)
+        prompt = rephrase_prompt(question, facts, image, named[0] if named else None)
+        reply = complete(self.model, prompt, GenerationOptions(max_tokens=self.max_tokens))
+        # Only a name the documents themselves use helps the generator; a tag they never mention ("Egyptian
+        # cat" beside "Domestic cats") makes a small model decide the sources do not say.
+        known = {m.topic for m in facts.matches} | {" ".join(facts.ocr_text.split())} if facts else set()
+        subject = next((s for s in named if s in known), "")
+        return SearchQuery(text=clean_query(reply) or fallbacks[0], fallbacks=fallbacks, subject=subject)

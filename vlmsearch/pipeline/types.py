@@ -9,13 +9,26 @@ from vlmsearch.records import ImageHit, InfoCard, Tag
 
 
 @dataclass(frozen=True)
+class Match:
+    """A topic of the indexed documents that the image, or a region of it, looks like (joint space)."""
+
+    topic: str
+    source: str
+    doc_id: str
+    positions: tuple[int, ...]  # the topic's passages
+    score: float  # the joint model's label probability (cosine for a softmax model)
+    region: str  # "whole image", "left half", ...
+
+
+@dataclass(frozen=True)
 class VisualFacts:
     tags: tuple[Tag, ...]
     ocr_text: str
     card: InfoCard | None
     similar: tuple[ImageHit, ...]  # known images that look alike, with their cards
+    matches: tuple[Match, ...] = ()  # document topics the image looks like, best first
 
-    def as_text(self) -> str:
+    def as_text(self, matches: bool = True) -> str:
         lines = [f"Tags: {', '.join(f'{t.label} ({t.score:.2f})' for t in self.tags)}"]
         if self.card:
             lines.append(f"Most likely: {self.card.as_text()}")
@@ -23,6 +36,8 @@ class VisualFacts:
         for hit in self.similar:
             known = hit.card.as_text() if hit.card else ", ".join(t.label for t in hit.tags[:2])
             lines.append(f"Similar known image ({hit.score:.2f}): {known}")
+        if matches and self.matches:
+            lines.append("Looks like these topics of your documents: " + ", ".join(f"{m.topic} ({m.score:.2f}, {m.region})" for m in self.matches))
         return "\n".join(lines)
 
     def subject(self) -> str:
@@ -36,7 +51,8 @@ class VisualFacts:
 class SearchQuery:
     text: str
     retrieve: bool = True  # False for chit-chat that needs no documents
-    fallback: str = ""  # a plain query built without a model; retrieval fuses it in as a safety net
+    fallbacks: tuple[str, ...] = ()  # plain queries built without a model; retrieval fuses them in as a safety net
+    subject: str = ""  # the document topic or sign text the pointing words most likely stand for, if any
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,14 @@ import numpy as np
 import pyarrow as pa
 
 from vlmsearch.errors import BadInputError, ConfigError
-from vlmsearch.records import ImageHit, ImageRecord, InfoCard, PassageHit, PassageRecord, Tag
+from vlmsearch.records import ImageHit, ImageRecord, InfoCard, PassageHit, PassageRecord, Tag, TopicHit, TopicRecord
 from vlmsearch.stores.protocol import StoreInfo
 from vlmsearch.stores.rrf import rrf_fuse
 
 # Opt in to Lance's coming default now (index statistics without centroids), which also silences its warning.
 os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
 
-IMAGES, PASSAGES = "images", "passages"
+IMAGES, PASSAGES, TOPICS = "images", "passages", "topics"
 _TAG = pa.struct([("label", pa.string()), ("score", pa.float32()), ("synset", pa.string())])
 _INFO_FILE = "store.json"
 
@@ -42,7 +42,13 @@ def _schemas(info: StoreInfo) -> dict[str, pa.Schema]:
         ("id", pa.string()), ("doc_id", pa.string()), ("source", pa.string()), ("position", pa.int32()),
         ("text", pa.string()), ("vector", pa.list_(pa.float32(), info.text_dim)),
     ])  # fmt: skip
-    return {IMAGES: images, PASSAGES: passages}
+    if not info.joint_dim:
+        return {IMAGES: images, PASSAGES: passages}
+    topics = pa.schema([
+        ("id", pa.string()), ("doc_id", pa.string()), ("source", pa.string()), ("topic", pa.string()),
+        ("positions", pa.list_(pa.int32())), ("joint", pa.list_(pa.float32(), info.joint_dim)),
+    ])  # fmt: skip
+    return {IMAGES: images, PASSAGES: passages, TOPICS: topics}
 
 
 def _joint_field(dim: int) -> pa.Field:
@@ -50,7 +56,7 @@ def _joint_field(dim: int) -> pa.Field:
 
 
 _VECTOR_COLUMNS = {"features", "text_vector", "joint", "vector"}
-_FTS_COLUMN = {IMAGES: "description", PASSAGES: "text"}
+_FTS_COLUMN = {IMAGES: "description", PASSAGES: "text", TOPICS: "topic"}
 
 
 def _quoted(values: Iterable[str]) -> str:
@@ -92,11 +98,11 @@ class LanceStore:
         stored = self._stored_info(info)
         self._db = lancedb.connect(str(self.path))
         existing = set(self._db.list_tables().tables)
+        self.info = info if stored is None else self._migrate_joint(stored, info)
         self._tables = {
             name: self._db.open_table(name) if name in existing else self._db.create_table(name, schema=schema)
-            for name, schema in _schemas(stored or info).items()
+            for name, schema in _schemas(self.info).items()
         }
-        self.info = self._migrate_joint(stored, info) if stored else info
         (self.path / _INFO_FILE).write_text(self.info.model_dump_json(indent=2))
 
     def _stored_info(self, info: StoreInfo) -> StoreInfo | None:
@@ -113,15 +119,18 @@ class LanceStore:
         return stored
 
     def _migrate_joint(self, stored: StoreInfo, info: StoreInfo) -> StoreInfo:
-        """A new or different joint model gets an empty `joint` column; `index` fills it without redoing OCR.
+        """A new or different joint model gets an empty `joint` column and topics table; `index` fills
+        them without redoing OCR or passages.
 
-        A profile without a joint model leaves the column alone, so switching back loses nothing."""
+        A profile without a joint model leaves them alone, so switching back loses nothing."""
         if info.joint_embedder is None or info.joint_embedder == stored.joint_embedder:
             return stored
-        images = self._tables[IMAGES]
+        images = self._db.open_table(IMAGES)
         if "joint" in images.schema.names:
             images.drop_columns(["joint"])  # vectors of another model: meaningless in this one's space
         images.add_columns(_joint_field(info.joint_dim))
+        if TOPICS in set(self._db.list_tables().tables):
+            self._db.drop_table(TOPICS)  # recreated empty, in the new model's space
         return stored.model_copy(update={"joint_embedder": info.joint_embedder, "joint_dim": info.joint_dim})
 
     # --- writes -------------------------------------------------------------------------------
@@ -143,6 +152,13 @@ class LanceStore:
 
     def known_doc_ids(self, doc_ids: Iterable[str]) -> set[str]:
         return self._known(PASSAGES, "doc_id", doc_ids)
+
+    def docs_without_topics(self, doc_ids: Iterable[str]) -> set[str]:
+        """Those of the stored `doc_ids` with no topics yet (indexed before the joint model came)."""
+        if TOPICS not in self._tables:
+            return set()
+        doc_ids = list(doc_ids)
+        return set(doc_ids) - self._known(TOPICS, "doc_id", doc_ids)
 
     def count_missing_joint(self) -> int:
         """Stored images with no joint vector yet (0 when the store has no joint column)."""
@@ -197,6 +213,15 @@ class LanceStore:
             for r in records
         ])  # fmt: skip
 
+    def add_topics(self, records: Sequence[TopicRecord]) -> None:
+        if TOPICS not in self._tables:
+            return  # no joint model: nothing to place topics in
+        self._upsert(TOPICS, [
+            {"id": r.id, "doc_id": r.doc_id, "source": r.source, "topic": r.topic, "positions": list(r.positions),
+             "joint": r.joint.astype(np.float32)}
+            for r in records
+        ])  # fmt: skip
+
     def finalize(self) -> None:
         for name, table in self._tables.items():
             if table.count_rows() == 0:
@@ -204,7 +229,7 @@ class LanceStore:
             indexed = {tuple(ix.columns)[0] for ix in table.list_indices()}
             if _FTS_COLUMN[name] not in indexed:
                 table.create_fts_index(_FTS_COLUMN[name], replace=True)
-            vector_columns = ["features", "text_vector", "joint"] if name == IMAGES else ["vector"]
+            vector_columns = {IMAGES: ["features", "text_vector", "joint"], PASSAGES: ["vector"], TOPICS: ["joint"]}[name]
             vector_columns = [c for c in vector_columns if c in table.schema.names]
             for column in vector_columns:
                 if column not in indexed and table.count_rows() >= self.ann_min_rows:
@@ -275,3 +300,20 @@ class LanceStore:
 
     def passages(self, text: str, vector: np.ndarray, k: int, where: str | None = None) -> list[PassageHit]:
         return [_passage_hit(r, s) for r, s in self._hybrid(PASSAGES, text, [("vector", vector)], k, where)]
+
+    def topics_by_joint(self, vector: np.ndarray, k: int) -> list[TopicHit]:
+        """Document topics nearest to a joint image-text vector (an image's, usually)."""
+        if TOPICS not in self._tables or self._tables[TOPICS].count_rows() == 0:
+            return []
+        rows = self._dense(TOPICS, "joint", vector, k, None)
+        return [
+            TopicHit(r["id"], r["doc_id"], r["source"], r["topic"], tuple(r["positions"]), 1.0 - r["_distance"])
+            for r in rows
+        ]
+
+    def passages_at(self, doc_id: str, positions: Sequence[int]) -> list[PassageHit]:
+        """A document's passages by chunk number, in that order."""
+        ids = [f"{doc_id}:{p}" for p in positions]
+        rows = self._tables[PASSAGES].search().where(f"id IN ({_quoted(ids)})").select(self._columns(PASSAGES)).limit(len(ids)).to_list()
+        by_id = {r["id"]: r for r in rows}
+        return [_passage_hit(by_id[i], 1.0) for i in ids if i in by_id]

@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from vlmsearch.records import ImageHit, ImageRecord, PassageHit, PassageRecord
+from vlmsearch.records import ImageHit, ImageRecord, PassageHit, PassageRecord, TopicHit, TopicRecord
 
 
 class StoreInfo(BaseModel):
@@ -43,6 +43,11 @@ class Store(Protocol):
         ...
 
     def add_passages(self, records: Sequence[PassageRecord]) -> None: ...
+    def add_topics(self, records: Sequence[TopicRecord]) -> None:
+        """What documents are about, in the joint space (ignored by a store without a joint model)."""
+        ...
+
+    def docs_without_topics(self, doc_ids: Iterable[str]) -> set[str]: ...
 
     def finalize(self) -> None:
         """Bring the search indices up to date after a batch of writes."""
@@ -59,3 +64,5 @@ class Store(Protocol):
         and its ranking counts `joint_weight` times as much as the keyword and text rankings."""
         ...
     def passages(self, text: str, vector: np.ndarray, k: int, where: str | None = None) -> list[PassageHit]: ...
+    def topics_by_joint(self, vector: np.ndarray, k: int) -> list[TopicHit]: ...
+    def passages_at(self, doc_id: str, positions: Sequence[int]) -> list[PassageHit]: ...
