@@ -53,7 +53,7 @@ def test_second_run_adds_nothing_and_copies_are_unchanged(sample_dir, tmp_path, 
     shutil.copy(sample_dir / "photos" / "chelsea.png", tmp_path / "same_cat_other_name.png")
     second = engine.index([sample_dir, tmp_path / "same_cat_other_name.png"])
     assert (second.added, second.unchanged) == (0, 6)
-    assert engine.store.count() == {"images": 4, "passages": first.passages}
+    assert engine.store.count() == {"images": 4, "passages": first.passages, "topics": 2}
 
 
 def test_image_records_carry_tags_ocr_and_cards(indexed_store):

@@ -3,7 +3,7 @@
 import pytest
 
 from vlmsearch.models.bundled import MiniLM
-from vlmsearch.pipeline.generate import INJECTION_REMOVED, Attributor, as_data, sentences
+from vlmsearch.pipeline.generate import INJECTION_REMOVED, Attributor, Marked, as_data, says_not_found, sentences
 from vlmsearch.knowledge.wordnet import WordNet
 from vlmsearch.pipeline.rephrase import clean_query, fallback_query, is_chit_chat, pointed_kind, retrieval_queries, subjects
 from vlmsearch.pipeline.types import Match, SearchQuery, VisualFacts
@@ -72,10 +72,13 @@ def test_attribution_follows_numbers_and_leaves_unsupported_claims_unmarked():
         PassageHit("a:0", "a", "/docs/cats.md", 0, "Domestic cats usually live 12 to 18 years. Cats purr.", 1.0),
         PassageHit("b:0", "b", "/docs/dogs.md", 0, "Golden retrievers live 10 to 12 years.", 0.9),
     ]
-    attributor = Attributor(passages, MiniLM())
-    assert attributor.mark("The animal in this picture lives 12 to 18 years [2].") == "The animal in this picture lives 12 to 18 years [1]."
-    assert attributor.mark("Golden retrievers live 10 to 12 years.") == "Golden retrievers live 10 to 12 years [2]."
-    assert attributor.mark("The Eiffel Tower is 330 metres tall.") == "The Eiffel Tower is 330 metres tall."
+    attributor = Attributor(passages, MiniLM(), image_facts=["Text in the image: OPEN 9AM"])
+    assert attributor.mark("The animal in this picture lives 12 to 18 years [2].") == Marked("The animal in this picture lives 12 to 18 years [1].", True)
+    assert attributor.mark("Golden retrievers live 10 to 12 years.") == Marked("Golden retrievers live 10 to 12 years [2].", True)
+    assert attributor.mark("The Eiffel Tower is 330 metres tall.") == Marked("The Eiffel Tower is 330 metres tall.", False)
+    assert attributor.mark("The cat weighs about 4 kilograms.") == Marked("The cat weighs about 4 kilograms.", False)  # no source has 4
+    assert attributor.mark("The shop opens at 9AM.") == Marked("The shop opens at 9AM.", True)  # the image says so: no [n]
+    assert says_not_found("The sources do not say.") and not says_not_found("Cats purr [1].")
 
 
 def test_focused_passages_keep_the_relevant_sentences_in_order_within_budget():

@@ -19,16 +19,8 @@ from pathlib import Path
 
 from vlmsearch.eval.bucket.items import BucketItem
 from vlmsearch.eval.stats import bootstrap_ci
+from vlmsearch.pipeline.generate import says_not_found
 
-_ABSTAIN = re.compile(
-    r"\b(?:sources?|documents?|passages?|context|texts?|information)\b[^.]{0,60}?\b(?:do|does|did)\s*(?:n[o']t|not)\s+"
-    r"(?:say|mention|contain|state|answer|include|provide|specify|cover|tell|give|describe)"
-    r"|\bnot\s+(?:mentioned|stated|specified|provided|given|included|covered)\s+in\s+the\b"
-    r"|\bno\s+(?:information|mention|answer|details?)\s+(?:about|on|of|is|in|to)\b"
-    r"|\b(?:cannot|can\s*not|can't|unable\s+to)\s+(?:answer|find|determine|tell|say)\b"
-    r"|\bI\s+do\s*(?:n[o']t|not)\s+know\b",
-    re.IGNORECASE,
-)
 _WORD = re.compile(r"[a-z]+|\d+(?:[.,]\d+)?")
 _STOP = frozenset(
     ["a", "an", "the", "of", "in", "on", "at", "to", "for", "and", "or", "is", "are", "was", "were", "be", "it", "its", "this", "that", "with", "by", "as", "from", "which", "who", "has", "have", "had", "not", "no", "any", "some", "also", "very", "one", "kind"]
@@ -36,7 +28,7 @@ _STOP = frozenset(
 
 
 def abstained(answer: str) -> bool:
-    return bool(_ABSTAIN.search(answer))
+    return says_not_found(answer)
 
 
 def key_words(text: str) -> set[str]:

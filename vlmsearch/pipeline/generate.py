@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,17 @@ _HEADINGS = re.compile(r"^\s*(question|sources|image information|image descripti
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _SENTENCE_OR_LINE = re.compile(r"(?<=[.!?])\s+|\n+")
+# How answers say the documents do not answer: the generator's own words for it, and the usual others.
+_NOT_FOUND = re.compile(
+    r"\b(?:sources?|documents?|passages?|context|texts?|information)\b[^.]{0,60}?\b(?:do|does|did)\s*(?:n[o']t|not)\s+"
+    r"(?:say|mention|contain|state|answer|include|provide|specify|cover|tell|give|describe)"
+    r"|\bnot\s+(?:mentioned|stated|specified|provided|given|included|covered)\s+in\s+the\b"
+    r"|\bno\s+(?:information|mention|answer|details?)\s+(?:about|on|of|is|in|to)\b"
+    r"|\b(?:cannot|can\s*not|can't|unable\s+to)\s+(?:answer|find|determine|tell|say)\b"
+    r"|\bI\s+do\s*(?:n[o']t|not)\s+know\b",
+    re.IGNORECASE,
+)
+NOT_SUPPORTED = "The sources do not say."  # shown when no sentence of an answer is supported
 MIN_SUPPORT = 0.6  # cosine + word overlap between an answer sentence and the source sentence it restates
 NOT_FOUND = "The indexed documents do not contain an answer to this question."
 _WORD = re.compile(r"[a-z]+|\d+(?:[.,]\d+)?")
@@ -98,21 +110,35 @@ def build_messages(
     return [Message("system", SYSTEM), Message("user", "\n\n".join(blocks))]
 
 
+def says_not_found(text: str) -> bool:
+    """Whether an answer (or a sentence of one) says the documents do not answer."""
+    return bool(_NOT_FOUND.search(text))
+
+
 def cited(answer: str, passages: Sequence[PassageHit]) -> tuple[Citation, ...]:
     """The sources the answer cites, in number order; numbers with no source are ignored."""
     numbers = sorted({int(n) for n in _CITATION.findall(answer)} & set(range(1, len(passages) + 1)))
     return tuple(Citation(n, passages[n - 1].source, passages[n - 1].text) for n in numbers)
 
 
+@dataclass(frozen=True)
+class Marked:
+    text: str  # the sentence, with [n] when a passage supports it
+    supported: bool  # by a passage, or by what the image shows (its tags, text, description)
+
+
 class Attributor:
     """Knows the passages sentence by sentence: focuses them on a query for the prompt, and marks each
-    answer sentence with [n] of the passage whose sentence supports it, if any."""
+    answer sentence with [n] of the passage whose sentence supports it, if any. What the image shows
+    (visual facts, a caption) also supports a sentence, without a number: it is not a document."""
 
-    def __init__(self, passages: Sequence[PassageHit], embedder):
+    def __init__(self, passages: Sequence[PassageHit], embedder, image_facts: Sequence[str] = ()):
         self.embedder = embedder
         self.sources = [(n, s) for n, p in enumerate(passages, 1) for s in _SENTENCE.split(p.text) if s.strip()]
         # Compared sentence to sentence: a short claim against a whole passage scores too low.
         self.vectors = embedder.embed_texts([s for _, s in self.sources]) if self.sources else None
+        self.image_facts = [s for text in image_facts for s in _SENTENCE_OR_LINE.split(text) if s.strip()]
+        self.image_vectors = embedder.embed_texts(self.image_facts) if self.image_facts else None
 
     def focused(self, query_vectors: np.ndarray, budget_chars: int) -> list[str]:
         """Each passage cut to its sentences closest to the queries, in their order, within a budget.
@@ -133,19 +159,27 @@ class Attributor:
         texts = [[s for i, (m, s) in enumerate(self.sources) if m == n and i in keep] for n in range(1, passages + 1)]
         return [" ".join(t) if t else "(not relevant here)" for t in texts]
 
-    def mark(self, sentence: str) -> str:
+    def mark(self, sentence: str) -> Marked:
         claim = re.sub(r"\s+([.,!?])", r"\1", _CITATION.sub("", sentence)).strip()  # the model's own markers are unchecked
-        if not claim or self.vectors is None:
-            return claim
-        similarity = self.vectors @ self.embedder.embed_texts([claim])[0]
-        # Meaning alone prefers "retrievers live 10 to 12 years" for "it lives 12 to 18 years"; shared
-        # words help, and a claim's numbers must be in the source that supports it.
-        support = [(sim + 0.5 * _overlap(claim, s)) * _numbers_kept(claim, s) for sim, (_, s) in zip(similarity, self.sources)]
+        if not claim or (self.vectors is None and self.image_vectors is None):
+            return Marked(claim, False)
+        vector = self.embedder.embed_texts([claim])[0]
+        if self.vectors is not None:
+            best, score = self._best(claim, vector, self.vectors, [s for _, s in self.sources])
+            if score >= MIN_SUPPORT:
+                body, end = (claim[:-1], claim[-1]) if claim[-1] in ".!?" else (claim, "")
+                return Marked(f"{body} [{self.sources[best][0]}]{end}", True)
+        if self.image_vectors is not None:
+            return Marked(claim, self._best(claim, vector, self.image_vectors, self.image_facts)[1] >= MIN_SUPPORT)
+        return Marked(claim, False)
+
+    @staticmethod
+    def _best(claim: str, vector: np.ndarray, vectors: np.ndarray, texts: Sequence[str]) -> tuple[int, float]:
+        """The supporting sentence and its score. Meaning alone prefers "retrievers live 10 to 12 years"
+        for "it lives 12 to 18 years"; shared words help, and a claim's numbers must be in its support."""
+        support = [(sim + 0.5 * _overlap(claim, s)) * _numbers_kept(claim, s) for sim, s in zip(vectors @ vector, texts)]
         best = int(np.argmax(support))
-        if support[best] < MIN_SUPPORT:
-            return claim
-        body, end = (claim[:-1], claim[-1]) if claim[-1] in ".!?" else (claim, "")
-        return f"{body} [{self.sources[best][0]}]{end}"
+        return best, support[best]
 
 
 def sentences(pieces: Iterable[str]) -> Iterator[str]:

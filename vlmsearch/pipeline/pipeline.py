@@ -11,7 +11,7 @@ from PIL import Image
 from vlmsearch.config import STAGES, PipelineSpec, Settings
 from vlmsearch.errors import ConfigError
 from vlmsearch.pipeline.caption import Captioner
-from vlmsearch.pipeline.generate import Attributor, Generator, cited, sentences
+from vlmsearch.pipeline.generate import NOT_SUPPORTED, Attributor, Generator, cited, says_not_found, sentences
 from vlmsearch.pipeline.rephrase import Rephraser, points_at_image, retrieval_queries
 from vlmsearch.pipeline.retrieve import Retriever
 from vlmsearch.pipeline.types import Answer, AnswerEvent, StageEvent, TokenEvent, TraceStep, VisualFacts
@@ -86,7 +86,8 @@ class Pipeline:
             yield StageEvent(trace[-1])
 
         generator = Generator(self.models.get(self.spec.generator_role), self.opts.max_answer_tokens, self.wordnet)
-        attributor = Attributor(passages, self.models.text_embedder)
+        image_facts = [facts.as_text(matches=False)] if facts else []
+        attributor = Attributor(passages, self.models.text_embedder, image_facts + ([caption] if caption else []))
         focus = [q for q in (query_text, question) if q]
         texts = attributor.focused(self.models.text_embedder.embed_texts(focus), self.opts.max_source_chars)
         start, first_token_ms, shown = time.perf_counter(), None, []
@@ -97,16 +98,25 @@ class Pipeline:
                 first_token_ms = first_token_ms or round(1000 * (time.perf_counter() - start), 1)
                 yield piece
 
-        # Streamed a sentence at a time, each with its checked citation: what is shown is the answer.
+        # Streamed a sentence at a time, each with its checked citation: what is shown is the answer. A
+        # sentence that neither a passage nor the image supports is held back (a small generator
+        # invents weights and dates); when nothing is left, the answer says so.
         subject = query.subject if query and points_at_image(question) else ""
+        held = []
         for sentence in sentences(timed(generator.stream(question, facts, passages, caption, retrieval, texts, subject))):
             marked = attributor.mark(sentence)
-            shown.append(marked)
-            yield TokenEvent(marked + " ")
+            if retrieval and not marked.supported and not says_not_found(marked.text):
+                held.append(marked.text)
+                continue
+            shown.append(marked.text)
+            yield TokenEvent(marked.text + " ")
+        if retrieval and not any(shown):
+            shown = [NOT_SUPPORTED]
+            yield TokenEvent(NOT_SUPPORTED)
         text = " ".join(s for s in shown if s)
         trace.append(TraceStep("generate", generator.model_name, round(1000 * (time.perf_counter() - start), 1),
                                f"question + {len(passages)} passages{' + caption' if caption else ''}",
-                               {"chars": len(text), "first_token_ms": first_token_ms}))  # fmt: skip
+                               {"chars": len(text), "first_token_ms": first_token_ms, "unsupported_held_back": held}))  # fmt: skip
         yield StageEvent(trace[-1])
         yield AnswerEvent(Answer(text, cited(text, passages), self.name, tuple(trace)))
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 from vlmsearch.models.protocols import GenerationOptions, Message, complete
 from vlmsearch.pipeline.types import SearchQuery, VisualFacts
+from vlmsearch.pipeline.visual_search import TEXT_REGION
 
 _CHIT_CHAT = re.compile(
     r"^\s*(hi|hello|hey|yo|thanks|thank you|thx|good (morning|afternoon|evening|night)|how are you|"
@@ -42,7 +43,7 @@ def is_chit_chat(question: str) -> bool:
 
 
 def points_at_image(question: str) -> bool:
-    return bool(_DEICTIC.search(question))
+    return bool(_DEICTIC.search(question) or _POINTING_PHRASE.search(question))
 
 
 def retrieval_queries(question: str, query: SearchQuery) -> list[tuple[str, float]]:
@@ -78,10 +79,11 @@ def subjects(question: str, facts: VisualFacts | None, wordnet=None) -> list[str
     if facts is None:
         return []
     found = []
-    if facts.ocr_text and _ABOUT_TEXT.search(question):
-        found.append(" ".join(facts.ocr_text.split()))
+    if facts.ocr_text and _ABOUT_TEXT.search(question):  # the topic the text spells, else the text itself
+        spelled = [m.topic for m in facts.matches if m.region == TEXT_REGION]
+        found.append(spelled[0] if spelled else " ".join(facts.ocr_text.split()))
     kind = pointed_kind(question, wordnet)
-    matches = list(facts.matches)
+    matches = [m for m in facts.matches if m.region != TEXT_REGION]
     if kind:  # only topics WordNet places under the kind: an unplaceable one is as likely wrong as right
         matches = [m for m in matches if wordnet.is_kind_of(m.topic, kind)]
     tagged = facts.subject()

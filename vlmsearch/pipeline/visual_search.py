@@ -10,6 +10,7 @@ Fixed regions are a cheap stand-in for an object detector; no offline detector s
 from __future__ import annotations
 
 import math
+from difflib import SequenceMatcher
 
 from PIL import Image
 
@@ -25,6 +26,10 @@ REGIONS = (
     ("bottom left", (0, 0.5, 0.5, 1)), ("bottom right", (0.5, 0.5, 1, 1)),
 )  # fmt: skip
 MIN_REGION_SIDE = 48  # pixels: smaller crops say nothing
+TEXT_REGION = "text in the image"
+# OCR often drops spaces ("FIREEXTINGUISHER"); a topic spelled the same but for spaces and case is
+# what the text names. Near spellings count too: OCR misreads a letter now and then.
+MIN_SPELLING_MATCH = 0.85
 
 
 def regions(image: Image.Image) -> list[tuple[str, Image.Image]]:
@@ -53,7 +58,22 @@ class VisualSearch:
         card = self.wordnet.card(top.synset, title=top.label) if self.wordnet and top and top.synset else None
         vector = self.models.image_embedder.embed_images([image])[0]
         similar = [h for h in self.store.images_by_vector(vector, self.similar) if h.score >= self.similar_min_score]
-        return VisualFacts(tuple(tags), ocr_text, card, tuple(similar), self._matches(image))
+        return VisualFacts(tuple(tags), ocr_text, card, tuple(similar), self._named(ocr_text) + self._matches(image))
+
+    def _named(self, ocr_text: str) -> tuple[Match, ...]:
+        """Document topics that the text in the image spells out (a sign saying "GREY WHALE")."""
+        if not ocr_text.strip() or not self.matches or not self.models.has("image_text"):
+            return ()
+        lines = [line for line in ocr_text.splitlines() if len(_letters(line)) >= 3]
+        if not lines:
+            return ()
+        found: dict[str, Match] = {}
+        for line, vector in zip(lines, self.models.image_text.embed_texts(lines)):
+            for hit in self.store.topics_by_joint(vector, self.matches):
+                spelling = SequenceMatcher(None, _letters(line), _letters(hit.topic)).ratio()
+                if spelling >= MIN_SPELLING_MATCH and (hit.id not in found or spelling > found[hit.id].score):
+                    found[hit.id] = Match(hit.topic, hit.source, hit.doc_id, hit.positions, round(spelling, 4), TEXT_REGION)
+        return tuple(sorted(found.values(), key=lambda m: -m.score))
 
     def _matches(self, image: Image.Image) -> tuple[Match, ...]:
         """The best document topics over the image's regions, each topic once (its best region)."""
@@ -69,6 +89,10 @@ class VisualSearch:
                 if hit.id not in best or score > best[hit.id].score:
                     best[hit.id] = Match(hit.topic, hit.source, hit.doc_id, hit.positions, round(score, 4), region)
         return tuple(sorted(best.values(), key=lambda m: -m.score)[: self.matches])
+
+
+def _letters(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
 
 
 def _probability(joint, cosine: float) -> float:

@@ -97,8 +97,8 @@ class LanceStore:
         self.ann_refine_factor = ann_refine_factor
         stored = self._stored_info(info)
         self._db = lancedb.connect(str(self.path))
-        existing = set(self._db.list_tables().tables)
         self.info = info if stored is None else self._migrate_joint(stored, info)
+        existing = set(self._db.list_tables().tables)
         self._tables = {
             name: self._db.open_table(name) if name in existing else self._db.create_table(name, schema=schema)
             for name, schema in _schemas(self.info).items()
