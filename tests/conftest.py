@@ -30,6 +30,14 @@ def skimage_photo(name: str) -> Image.Image:
     return Image.fromarray(getattr(data, name)())
 
 
+def write_docs(folder: Path, docs: dict[str, str]) -> Path:
+    """Documents on disk, one file per name, in a new folder."""
+    folder.mkdir(parents=True)
+    for name, text in docs.items():
+        (folder / name).write_text(text)
+    return folder
+
+
 def text_image(text: str, size=(800, 220)) -> Image.Image:
     image = Image.new("RGB", size, "white")
     font = ImageFont.truetype(FONT, 64) if Path(FONT).exists() else ImageFont.load_default(size=64)
@@ -120,3 +128,46 @@ def wait_for_server(process: subprocess.Popen, ready_url: str, log_path: Path, s
         time.sleep(0.5)
     process.kill()
     pytest.fail(f"server at {ready_url} did not start in {seconds:.0f} s")
+
+
+SERVER_DOCS = {
+    "cats.md": "# Domestic cats\nDomestic cats usually live 12 to 18 years, and indoor cats often live longer than outdoor cats.",
+    "espresso.md": "# Espresso\nEspresso is made by forcing hot water at about 9 bars of pressure through finely ground coffee beans.",
+    "rockets.md": "# Rockets\nA rocket carries its own oxidiser, so its engines work in the vacuum of space.",
+}
+
+
+@pytest.fixture(scope="session")
+def server_store(tmp_path_factory, engine_factory) -> Path:
+    """A small library for the server: three documents and three photos."""
+    root = tmp_path_factory.mktemp("served")
+    write_docs(root / "docs", SERVER_DOCS)
+    (root / "photos").mkdir()
+    for name in ("chelsea", "coffee", "rocket"):
+        skimage_photo(name).save(root / "photos" / f"{name}.png")
+    store = root / "store"
+    report = engine_factory(store).index([root / "docs", root / "photos"])
+    assert report.added == 6 and not report.failed, report.to_json()
+    return store
+
+
+def start_server(store: Path, log_dir: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    log_path = log_dir / f"serve-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 (closed with the process)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vlmsearch.cli", "--store", str(store), "serve", "--port", str(port), *options],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_for_server(process, f"{url}/healthz", log_path, seconds=180)
+    return process, url
+
+
+@pytest.fixture(scope="session")
+def server(server_store, tmp_path_factory):
+    """`vlmsearch serve` on localhost over the small library, models loaded once for every test."""
+    process, url = start_server(server_store, tmp_path_factory.mktemp("server-log"))
+    yield url
+    process.terminate()
+    process.wait(timeout=30)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import tiny_models
-from conftest import free_port, run_cli, skimage_photo, text_image, wait_for_server
+from conftest import free_port, run_cli, skimage_photo, text_image, wait_for_server, write_docs
 from PIL import Image
 
 from vlmsearch.config import PipelineSpec, Settings
@@ -28,9 +28,7 @@ DOCS = {
 @pytest.fixture(scope="module")
 def qa_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("qa")
-    (root / "docs").mkdir()
-    for name, text in DOCS.items():
-        (root / "docs" / name).write_text(text)
+    write_docs(root / "docs", DOCS)
     skimage_photo("rocket").save(root / "rocket.png")  # a known image, for "similar images"
     store = root / "store"
     report = Engine.from_config(store=store).index([root / "docs", root / "rocket.png"])
@@ -52,7 +50,7 @@ def test_subject_only_in_the_image(engine):
     assert "12 to 18" in answer.answer and sources(answer) == ["cats.md"]
     assert "[1]" in answer.answer
     assert [s.stage for s in answer.trace] == ["visual_search", "rephrase", "retrieve", "generate"]
-    assert "cat" in answer.trace[0].output.lower() and answer.pipeline == "llm"
+    assert "cat" in answer.trace[0].output["text"].lower() and answer.pipeline == "llm"
 
 
 def test_two_objects_and_the_question_names_one(engine):
@@ -71,14 +69,14 @@ def test_image_unrelated_to_the_question(engine):
 
 def test_no_text_in_the_image_and_a_pointing_question(engine):
     answer = engine.ask("how is this drink made?", skimage_photo("coffee"), pipeline="llm")
-    assert "Text in the image: none found" in answer.trace[0].output
+    assert "Text in the image: none found" in answer.trace[0].output["text"]
     assert "espresso" in answer.trace[1].output.lower()  # the query names what the image shows
     assert sources(answer) == ["espresso.md"] and "pressure" in answer.answer
 
 
 def test_text_in_the_image_reaches_the_models(engine):
     answer = engine.ask("when does this shop open?", text_image("OPEN 9AM"), pipeline="llm")
-    assert "OPEN 9AM" in answer.trace[0].output
+    assert "OPEN 9AM" in answer.trace[0].output["text"] and answer.trace[0].output["ocr_text"] == "OPEN 9AM"
     assert "9" in answer.answer
 
 

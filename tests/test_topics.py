@@ -5,6 +5,7 @@ from pathlib import Path
 
 import lancedb
 import pytest
+from conftest import write_docs
 
 from vlmsearch.engine import Engine
 from vlmsearch.eval.bucket.canvas import compose, drawing
@@ -24,9 +25,7 @@ DOCS = {
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
     root = tmp_path_factory.mktemp("topics")
-    (root / "docs").mkdir()
-    for name, text in DOCS.items():
-        (root / "docs" / name).write_text(text)
+    write_docs(root / "docs", DOCS)
     engine = Engine.from_config(store=root / "store")
     report = engine.index([root / "docs"])
     assert report.added == 5 and not report.failed

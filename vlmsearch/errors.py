@@ -28,5 +28,13 @@ class BadInputError(VlmsearchError):
     """A file or query the user gave cannot be used."""
 
 
+class UnsupportedFileError(BadInputError):
+    """The file's content is not of a type we read (whatever its name says)."""
+
+
+class TooLargeError(BadInputError):
+    """A file or image over a configured limit."""
+
+
 class ModelServerError(VlmsearchError):
     """A remote model endpoint failed or answered something unusable."""

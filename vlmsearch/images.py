@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from vlmsearch.errors import BadInputError
+from vlmsearch.errors import BadInputError, TooLargeError, UnsupportedFileError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
@@ -31,7 +31,7 @@ def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
             width, height = image.size
             # Checked before decoding: a bomb's header is tiny, its pixels are not.
             if width * height > max_pixels:
-                raise BadInputError(
+                raise TooLargeError(
                     f"{name}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
                     f"{max_pixels:,} (a decompression bomb or a huge scan); raise ingest.max_image_pixels to allow it"
                 )
@@ -40,9 +40,9 @@ def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
     except BadInputError:
         raise
     except UnidentifiedImageError:
-        raise BadInputError(f"{name}: not a readable image (unknown or wrong file format)") from None
+        raise UnsupportedFileError(f"{name}: not a readable image (unknown or wrong file format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadInputError(f"{name}: refused as a decompression bomb ({exc})") from None
+        raise TooLargeError(f"{name}: refused as a decompression bomb ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadInputError(f"{name}: broken image data ({exc})") from None
 

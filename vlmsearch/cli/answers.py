@@ -1,4 +1,4 @@
-"""Answers and captions: ask, caption, demo."""
+"""Answers, captions and the server: ask, caption, demo, serve."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from vlmsearch.errors import VlmsearchError
 
 
 def register(app: typer.Typer) -> None:
-    for command in (ask, caption, demo):
+    for command in (ask, caption, demo, serve):
         app.command()(command)
 
 
@@ -60,7 +60,10 @@ def _print_trace(answer) -> None:
     for column in ("stage", "model", "ms", "input", "output"):
         table.add_column(column, justify="right" if column == "ms" else "left", overflow="fold")
     for step in answer.trace:
-        output = step.output if isinstance(step.output, str) else json.dumps(step.output, default=str)
+        output = step.output
+        if isinstance(output, dict) and "text" in output:  # visual search: its readable summary
+            output = output["text"]
+        output = output if isinstance(output, str) else json.dumps(output, default=str)
         table.add_row(step.stage, step.model, f"{step.ms:,.0f}", step.input, output[:400])
     out.print(table)
 
@@ -100,3 +103,39 @@ def demo(
     except VlmsearchError as exc:
         fail(exc)
     out.print(f"\nHTML report: {report}")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on; beyond localhost an API key is required")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    api_key: Annotated[str | None, typer.Option(envvar="VLMSEARCH_API_KEY", help="Key clients send as 'Authorization: Bearer <key>'")] = None,
+    allow_path: Annotated[list[Path] | None, typer.Option(help="A server folder /v1/index may read; repeat")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(help="A browser origin allowed to call the API; repeat")] = None,
+    max_upload_mb: Annotated[int, typer.Option(min=1, max=2048, help="Largest upload, per file")] = 20,
+    sbs: Annotated[Path | None, typer.Option(help="An `eval sbs` folder: its judging page is served at /judge/")] = None,
+) -> None:
+    """Serve the HTTP API, an OpenAI-compatible chat endpoint and the web page; models load once."""
+    import logging
+
+    import uvicorn
+
+    from vlmsearch.server import create_app
+    from vlmsearch.server.settings import ServerSettings
+
+    try:
+        settings = ServerSettings(
+            host=host, port=port, api_key=api_key, allow_paths=tuple(allow_path or ()), cors_origins=tuple(cors_origin or ()),
+            max_upload_bytes=max_upload_mb * 1024 * 1024, sbs=sbs,
+        ).check()
+        engine = open_engine()
+        with console.status("loading models…", spinner="dots"):
+            from vlmsearch.server import warm
+
+            warm(engine)
+        app = create_app(engine, settings, warm_up=False)
+    except VlmsearchError as exc:
+        fail(exc)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("vlmsearch").setLevel(logging.INFO)  # ours, not every library's chatter
+    console.print(f"vlmsearch: http://{host}:{port}/  (API docs: /docs; store {engine.settings.store_dir})")
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=30)

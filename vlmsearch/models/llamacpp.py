@@ -10,6 +10,7 @@ from vlmsearch.config import ModelSpec
 from vlmsearch.errors import MissingDependencyError, MissingWeightsError
 from vlmsearch.models.protocols import GenerationOptions, Message, check_images_allowed
 from vlmsearch.models.registry import register
+from vlmsearch.models.serial import FairLock
 
 
 class LlamaCppChat:
@@ -26,6 +27,7 @@ class LlamaCppChat:
             raise MissingWeightsError(f"GGUF file not found: {path}")
         self.name = name or path.stem
         self.path = path
+        self._turn = FairLock()
         self._llm = Llama(
             # flash attention: prompt processing 183 -> 222 tokens/s on 2 cores (Qwen 0.5B, 1,400 tokens)
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), flash_attn=flash_attn, verbose=False
@@ -33,17 +35,20 @@ class LlamaCppChat:
 
     def stream(self, messages: Sequence[Message], options: GenerationOptions = GenerationOptions()) -> Iterator[str]:
         check_images_allowed(self, messages)
-        chunks = self._llm.create_chat_completion(
-            messages=[{"role": m.role, "content": m.text} for m in messages],
-            max_tokens=options.max_tokens,
-            temperature=options.temperature,
-            stop=list(options.stop) or None,
-            stream=True,
-        )
-        for chunk in chunks:
-            piece = chunk["choices"][0]["delta"].get("content")
-            if piece:
-                yield piece
+        # One llama.cpp context: concurrent callers take turns, in arrival order. The turn lasts until
+        # the reply ends or its reader stops reading (closing this generator releases it).
+        with self._turn:
+            chunks = self._llm.create_chat_completion(
+                messages=[{"role": m.role, "content": m.text} for m in messages],
+                max_tokens=options.max_tokens,
+                temperature=options.temperature,
+                stop=list(options.stop) or None,
+                stream=True,
+            )
+            for chunk in chunks:
+                piece = chunk["choices"][0]["delta"].get("content")
+                if piece:
+                    yield piece
 
 
 @register("llamacpp", "chat")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ class Models:
         self.profile = profile
         self.cache_dir = cache_dir
         self._built: dict[str, Any] = {}
+        self._building = threading.RLock()  # re-entrant: a model may build the models it rests on
 
     def has(self, role: str) -> bool:
         return self.profile.spec(role) is not None
@@ -75,7 +77,9 @@ class Models:
         # image_text) share one loaded copy.
         key = spec.model_dump_json()
         if key not in self._built:
-            self._built[key] = build_model(role, spec, self.cache_dir)
+            with self._building:  # a server's concurrent first requests must not load a model twice
+                if key not in self._built:
+                    self._built[key] = build_model(role, spec, self.cache_dir)
         return self._built[key]
 
     @property

@@ -118,7 +118,7 @@ def says_not_found(text: str) -> bool:
 def cited(answer: str, passages: Sequence[PassageHit]) -> tuple[Citation, ...]:
     """The sources the answer cites, in number order; numbers with no source are ignored."""
     numbers = sorted({int(n) for n in _CITATION.findall(answer)} & set(range(1, len(passages) + 1)))
-    return tuple(Citation(n, passages[n - 1].source, passages[n - 1].text) for n in numbers)
+    return tuple(Citation(n, passages[n - 1].source, passages[n - 1].text, passages[n - 1].id) for n in numbers)
 
 
 @dataclass(frozen=True)

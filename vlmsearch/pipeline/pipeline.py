@@ -57,7 +57,7 @@ class Pipeline:
         facts: VisualFacts | None = None
         if image is not None and "visual_search" in stages:
             facts = step("visual_search", self.visual_search.model_name, f"image {image.width}x{image.height}",
-                         lambda: self.visual_search(image), lambda f: f.as_text())  # fmt: skip
+                         lambda: self.visual_search(image), lambda f: f.to_json())  # fmt: skip
             yield StageEvent(trace[-1])
 
         query = None

@@ -40,6 +40,17 @@ class VisualFacts:
             lines.append("Looks like these topics of your documents: " + ", ".join(f"{m.topic} ({m.score:.2f}, {m.region})" for m in self.matches))
         return "\n".join(lines)
 
+    def to_json(self) -> dict[str, Any]:
+        """For traces and the web page: the prompt's text, and the parts a page shows as pictures."""
+        return {
+            "text": self.as_text(),
+            "tags": [asdict(t) for t in self.tags],
+            "ocr_text": self.ocr_text,
+            "card": asdict(self.card) if self.card else None,
+            "similar": [{"id": h.id, "path": h.path, "score": round(h.score, 4)} for h in self.similar],
+            "matches": [{"topic": m.topic, "source": m.source, "score": m.score, "region": m.region} for m in self.matches],
+        }
+
     def subject(self) -> str:
         """The likeliest name of what the image shows."""
         if self.card:
@@ -60,6 +71,7 @@ class Citation:
     n: int
     source: str
     text: str
+    id: str = ""  # the passage's id in the store
 
 
 @dataclass(frozen=True)

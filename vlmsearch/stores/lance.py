@@ -285,6 +285,18 @@ class LanceStore:
         fused = rrf_fuse([[r["id"] for r in ranking] for ranking in rankings], weights=weights)
         return [(rows[i], score) for i, score in fused[:k]]
 
+    def _by_id(self, table: str, id_: str) -> dict[str, Any] | None:
+        rows = self._tables[table].search().where(f"id = {_quoted([id_])}").select(self._columns(table)).limit(1).to_list()
+        return rows[0] if rows else None
+
+    def image(self, image_id: str) -> ImageHit | None:
+        row = self._by_id(IMAGES, image_id)
+        return _image_hit(row, 1.0) if row else None
+
+    def passage(self, passage_id: str) -> PassageHit | None:
+        row = self._by_id(PASSAGES, passage_id)
+        return _passage_hit(row, 1.0) if row else None
+
     def images_by_vector(self, vector: np.ndarray, k: int, where: str | None = None) -> list[ImageHit]:
         return [_image_hit(r, 1.0 - r["_distance"]) for r in self._dense(IMAGES, "features", vector, k, where)]
 

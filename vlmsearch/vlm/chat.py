@@ -8,6 +8,7 @@ from pathlib import Path
 from vlmsearch.errors import BadInputError
 from vlmsearch.models.protocols import GenerationOptions, Message
 from vlmsearch.models.registry import build_model
+from vlmsearch.models.serial import FairLock
 from vlmsearch.vlm.model import Precision, VisionLanguageModel
 
 
@@ -18,6 +19,7 @@ class OwnVLMChat:
         self._model = VisionLanguageModel.from_pretrained(checkpoint, cache_dir).set_precision(precision)
         self.max_tokens = max_tokens  # a cap on any reply: past what it was trained to say, a small model drifts
         self.name = self._model.config.name
+        self._turn = FairLock()
         self._encoder = build_model("image_embedder", self._model.config.encoder, cache_dir)
 
     def stream(self, messages: Sequence[Message], options: GenerationOptions = GenerationOptions()) -> Iterator[str]:
@@ -28,10 +30,11 @@ class OwnVLMChat:
         chat = [{"role": m.role, "content": m.text} for m in messages]
         said = ""
         limit = min(options.max_tokens, self.max_tokens or options.max_tokens)
-        for piece in self._model.stream(grids, chat, limit, options.temperature):
-            said += piece
-            cut = min((said.find(s) for s in options.stop if s in said), default=-1)
-            if cut >= 0:  # a stop string: emit what came before it and end
-                yield piece[: max(0, len(piece) - (len(said) - cut))]
-                return
-            yield piece
+        with self._turn:  # one generation at a time, in arrival order
+            for piece in self._model.stream(grids, chat, limit, options.temperature):
+                said += piece
+                cut = min((said.find(s) for s in options.stop if s in said), default=-1)
+                if cut >= 0:  # a stop string: emit what came before it and end
+                    yield piece[: max(0, len(piece) - (len(said) - cut))]
+                    return
+                yield piece

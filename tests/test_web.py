@@ -1,0 +1,98 @@
+"""The web page in a real browser (Debian's Chromium through Playwright) against the real server:
+ask with an image and watch the answer stream in, open a citation and the trace, search by text and
+by image, compare two pipelines, index an upload."""
+
+import io
+
+import pytest
+from conftest import skimage_photo
+from test_judge_page import CHROMIUM_ARGS, chromium
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=120_000)  # an answer on 2 busy cores takes seconds, not expect's default 5
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(server + "/")
+        yield page
+        browser.close()
+
+
+def png(name: str) -> dict:
+    buffer = io.BytesIO()
+    skimage_photo(name).save(buffer, format="PNG")
+    return {"name": f"{name}.png", "mimeType": "image/png", "buffer": buffer.getvalue()}
+
+
+def test_ask_with_an_image_streams_an_answer_with_citations_and_a_trace(page):
+    from playwright.sync_api import expect
+
+    expect(page.locator("#status")).to_contain_text("images")
+    expect(page.locator("#ask-pipeline option")).to_have_count(2)
+    page.select_option("#ask-pipeline", "llm")
+    page.set_input_files("#ask-image", png("chelsea"))
+    expect(page.locator("#ask-preview")).to_be_visible()
+    page.fill("#ask-question", "how long do animals like this live?")
+    page.click("#ask-submit")
+    answer = page.locator("#ask-result .answer")
+    expect(answer).to_contain_text("12 to 18")
+    expect(page.locator("#ask-result .stage")).to_have_count(4)  # one chip per finished stage
+    page.locator("#ask-result .cite").first.click()
+    source = page.locator("#ask-result .sources li").first
+    expect(source).to_have_class("open")
+    expect(source.locator(".text")).to_contain_text("Domestic cats")
+    page.click("#ask-result summary")
+    expect(page.locator("#ask-result .trace details")).to_have_count(4)
+    expect(page.locator("#ask-result .trace summary").first).to_contain_text("visual_search")
+    expect(page.locator("#ask-result .visual .chip").first).to_contain_text("cat")
+
+
+def test_search_by_text_then_by_clicking_an_image(page):
+    from playwright.sync_api import expect
+
+    page.click("nav [data-tab=search]")
+    page.fill("#search-text", "cup of coffee")
+    page.click("#search-form button")
+    first = page.locator("#search-results figure").first
+    expect(first.locator("figcaption")).to_be_visible()
+    expect(first.locator("img")).to_have_attribute("src", __import__("re").compile("^blob:"))
+    assert page.evaluate("document.querySelector('#search-results img').naturalWidth") > 0
+    first.click()  # search by this image
+    expect(page.locator("#search-note")).to_contain_text("images like")
+    expect(page.locator("#search-results figure")).not_to_have_count(0)
+    page.select_option("#search-kind", "passages")
+    page.fill("#search-text", "espresso")
+    page.click("#search-form button")
+    expect(page.locator("#search-results .passage").first).to_contain_text("Espresso")
+
+
+def test_compare_answers_both_pipelines_side_by_side(page):
+    from playwright.sync_api import expect
+
+    page.click("nav [data-tab=compare]")
+    page.fill("#compare-question", "what is espresso made of?")
+    page.click("#compare-submit")
+    columns = page.locator("#compare-results > div")
+    expect(columns).to_have_count(2)
+    expect(columns.nth(0).locator("h2")).to_have_text("llm")
+    expect(columns.nth(1).locator("h2")).to_have_text("vlm")
+    for i in range(2):
+        expect(columns.nth(i).locator(".answer")).to_contain_text("[", timeout=240_000)
+    expect(page.locator("#compare-submit")).to_be_enabled(timeout=240_000)
+
+
+def test_index_an_upload_and_see_the_report(page):
+    from playwright.sync_api import expect
+
+    page.click("nav [data-tab=index]")
+    note = {"name": "kiwis.md", "mimeType": "text/markdown", "buffer": b"# Kiwis\nThe kiwi is a flightless bird of New Zealand."}
+    page.set_input_files("#index-files", [note, png("astronaut")])
+    expect(page.locator("#index-drop-text")).to_have_text("2 files chosen")
+    page.click("#index-upload")
+    expect(page.locator("#index-state")).to_contain_text("done: 2 added")
+    assert page.evaluate("document.querySelector('#index-progress').value") == 2

@@ -1,0 +1,59 @@
+"""`POST /v1/ask`: a question (and an image) in, the answer out: as server-sent events (a `stage`
+event per finished stage, `token` events with the answer's text as it is written, then `answer`), or
+with `?stream=false` the same JSON as `vlmsearch ask --json`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from vlmsearch.engine import check_query
+from vlmsearch.errors import VlmsearchError
+from vlmsearch.pipeline.types import AnswerEvent, StageEvent, TokenEvent
+from vlmsearch.server.errors import error_body, log
+from vlmsearch.server.state import read_image, require_key, state, stream_events
+
+router = APIRouter(dependencies=[Depends(require_key)], tags=["answers"])
+
+
+def sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+
+
+@router.post("/v1/ask", summary="Answer a question, optionally about an image, from the indexed documents")
+async def ask(
+    request: Request,
+    question: str = Form(..., description="The question"),
+    pipeline: str | None = Form(None, description="llm or vlm [default: the profile's]"),
+    image: UploadFile | None = File(None, description="An image the question is about"),
+    stream: bool = Query(True, description="Server-sent events; false: one JSON answer"),
+):
+    app = state(request)
+    question = check_query(question)
+    picture = await read_image(image, app.settings) if image is not None and image.filename else None
+    runner = app.engine.pipeline(pipeline)  # an unknown pipeline or a missing VLM fails here, as a 400
+    if not stream:
+        events = [event async for event in stream_events(request, runner.stream(question, picture))]
+        answer = next(e.answer for e in events if isinstance(e, AnswerEvent))
+        return JSONResponse(answer.to_json())
+    return StreamingResponse(_sse(request, runner.stream(question, picture)), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+
+
+async def _sse(request: Request, events) -> AsyncIterator[str]:
+    try:
+        async for event in stream_events(request, events):
+            if isinstance(event, StageEvent):
+                yield sse("stage", event.step.to_json())
+            elif isinstance(event, TokenEvent):
+                yield sse("token", {"text": event.text})
+            elif isinstance(event, AnswerEvent):
+                yield sse("answer", event.answer.to_json())
+    except VlmsearchError as exc:  # the status line is sent already: the error travels as an event
+        yield sse("error", error_body(400, str(exc), "bad_input"))
+    except Exception:  # noqa: BLE001 (logged; the client gets one clear event instead of a cut stream)
+        log.exception("ask failed while streaming")
+        yield sse("error", error_body(500, "the server failed on this request; its log has the details", "internal"))

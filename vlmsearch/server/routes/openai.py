@@ -1,0 +1,124 @@
+"""`POST /v1/chat/completions`, OpenAI-compatible: any OpenAI client (or a chat UI such as Open WebUI)
+can use vlmsearch as a model. The model name picks the pipeline (`vlmsearch-llm`, `vlmsearch-vlm`;
+`vlmsearch` for the profile's default); the last user message is the question, with its image as an
+`image_url` part (a data URL: the server fetches nothing). The answer comes back with its sources
+appended as numbered links. One question per request: earlier turns are not used."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict
+
+from vlmsearch.engine import check_query
+from vlmsearch.images import decode_image
+from vlmsearch.pipeline.types import Answer, AnswerEvent, TokenEvent
+from vlmsearch.server.errors import ApiError, error_body
+from vlmsearch.server.state import require_key, state, stream_events
+
+router = APIRouter(dependencies=[Depends(require_key)], tags=["openai"])
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # temperature, max_tokens, ...: accepted, not used
+    model: str = "vlmsearch"
+    messages: list[ChatMessage]
+    stream: bool = False
+
+
+def _question(request: ChatRequest, max_bytes: int, max_pixels: int):
+    users = [m for m in request.messages if m.role == "user"]
+    if not users:
+        raise ApiError(400, "no user message: send the question as the last message with role 'user'", "bad_input")
+    content = users[-1].content or ""
+    if isinstance(content, str):
+        return check_query(content), None
+    texts, image = [], None
+    for part in content:
+        if part.get("type") == "text":
+            texts.append(str(part.get("text", "")))
+        elif part.get("type") == "image_url" and image is None:
+            url = (part.get("image_url") or {}).get("url", "")
+            image = _data_url_image(url, max_bytes, max_pixels)
+    return check_query(" ".join(texts)), image
+
+
+def _data_url_image(url: str, max_bytes: int, max_pixels: int):
+    if not url.startswith("data:"):
+        raise ApiError(400, "image_url must be a data URL (data:image/png;base64,...): the server fetches no URLs", "bad_input")
+    header, _, payload = url.partition(",")
+    if ";base64" not in header:
+        raise ApiError(400, "image_url data must be base64-encoded", "bad_input")
+    if len(payload) * 3 // 4 > max_bytes:
+        raise ApiError(413, f"the image is over the limit of {max_bytes:,} bytes")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "image_url holds no valid base64", "bad_input") from None
+    return decode_image(data, "image_url", max_pixels)
+
+
+def _pipeline(model: str) -> str | None:
+    if model in ("vlmsearch", ""):
+        return None
+    if not model.startswith("vlmsearch-"):
+        raise ApiError(404, f"unknown model {model!r}; models: vlmsearch, vlmsearch-llm, vlmsearch-vlm (GET /v1/models)")
+    return model.removeprefix("vlmsearch-")
+
+
+def sources_text(answer: Answer, base_url: str) -> str:
+    if not answer.citations:
+        return ""
+    lines = [f"[{c.n}] [{c.source.rsplit('/', 1)[-1]}]({base_url}v1/passages/{c.id})" for c in answer.citations]
+    return "\n\nSources:\n" + "\n".join(lines)
+
+
+@router.post("/v1/chat/completions", summary="OpenAI-compatible chat: the last user message (text + image) answered by a pipeline")
+async def chat_completions(request: Request, body: ChatRequest):
+    app = state(request)
+    question, image = _question(body, app.settings.max_upload_bytes, app.settings.max_image_pixels)
+    runner = app.engine.pipeline(_pipeline(body.model))
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    base_url = str(request.base_url)
+    if not body.stream:
+        events = [e async for e in stream_events(request, runner.stream(question, image))]
+        answer = next(e.answer for e in events if isinstance(e, AnswerEvent))
+        return JSONResponse({
+            "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": answer.answer + sources_text(answer, base_url)}}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        })  # fmt: skip
+
+    def chunk(delta: dict, finish: str | None = None) -> str:
+        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": body.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    async def chunks() -> AsyncIterator[str]:
+        yield chunk({"role": "assistant", "content": ""})
+        try:
+            async for event in stream_events(request, runner.stream(question, image)):
+                if isinstance(event, TokenEvent):
+                    yield chunk({"content": event.text})
+                elif isinstance(event, AnswerEvent):
+                    yield chunk({"content": sources_text(event.answer, base_url)}, "stop")
+        except Exception as exc:  # noqa: BLE001 (the stream is open: the error goes in it, in the usual shape)
+            yield f"data: {json.dumps(error_body(400, str(exc), 'bad_input'))}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(chunks(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
