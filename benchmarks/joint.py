@@ -24,10 +24,15 @@ import numpy as np
 
 from benchmarks.common import RESULTS, print_table, write_json
 from vlmsearch.config import Settings, default_cache_dir
-from vlmsearch.eval.metrics import recall_and_mrr
-from vlmsearch.joint.evaluate import gallery, queries, retrieval_metrics, zero_shot_accuracy
 from vlmsearch.errors import BadInputError
+from vlmsearch.eval.metrics import recall_and_mrr
 from vlmsearch.images import load_image
+from vlmsearch.joint.evaluate import (
+    gallery,
+    queries,
+    retrieval_metrics,
+    zero_shot_accuracy,
+)
 from vlmsearch.joint.pairs import Pair, load_pairs, split_pairs
 
 OPENCLIPART = Path("/usr/share/openclipart/png")
@@ -56,8 +61,8 @@ PHOTOS = {
 
 
 def _photo_pairs(folder: Path) -> list[Pair]:
-    from skimage import data as skimage_data
     from PIL import Image
+    from skimage import data as skimage_data
 
     pairs = []
     for name, query in PHOTOS.items():

@@ -40,7 +40,8 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 
 
 def _ask(client: httpx.Client, photos: dict[str, Path], case: tuple[str | None, str]) -> dict:
-    """One streamed ask: status, time to the first answer text, total time, the stages' own time."""
+    """One streamed ask: status, time to the answer's first words on screen (its draft), total time, the
+    stages' own time."""
     name, question = case
     files = {"image": (f"{name}.png", photos[name].read_bytes(), "image/png")} if name else None
     start, first, answer, status = time.perf_counter(), None, None, 0
@@ -50,8 +51,9 @@ def _ask(client: httpx.Client, photos: dict[str, Path], case: tuple[str | None, 
         for line in response.iter_lines():
             if line.startswith("event: "):
                 event = line.removeprefix("event: ")
-            elif line.startswith("data: ") and event == "token" and first is None:
-                first = time.perf_counter() - start
+            elif line.startswith("data: ") and event in ("draft", "token") and first is None:
+                if json.loads(line.removeprefix("data: "))["text"].strip():
+                    first = time.perf_counter() - start
             elif line.startswith("data: ") and event == "answer":
                 answer = json.loads(line.removeprefix("data: "))
             elif line.startswith("data: ") and event == "error":

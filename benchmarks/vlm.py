@@ -26,6 +26,7 @@ from vlmsearch.images import load_image
 from vlmsearch.models.protocols import GenerationOptions, Message, complete
 from vlmsearch.vlm.data import load_conversations
 
+
 def _evaluate(name: str, describe, conversations) -> dict:
     import sacrebleu
 

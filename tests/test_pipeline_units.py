@@ -2,10 +2,24 @@
 
 import pytest
 
-from vlmsearch.models.bundled import MiniLM
-from vlmsearch.pipeline.generate import INJECTION_REMOVED, Attributor, Marked, as_data, says_not_found, sentences
 from vlmsearch.knowledge.wordnet import WordNet
-from vlmsearch.pipeline.rephrase import clean_query, fallback_query, is_chit_chat, pointed_kind, retrieval_queries, subjects
+from vlmsearch.models.bundled import MiniLM
+from vlmsearch.pipeline.generate import (
+    INJECTION_REMOVED,
+    Attributor,
+    Marked,
+    as_data,
+    as_written,
+    says_not_found,
+)
+from vlmsearch.pipeline.rephrase import (
+    clean_query,
+    fallback_query,
+    is_chit_chat,
+    pointed_kind,
+    retrieval_queries,
+    subjects,
+)
 from vlmsearch.pipeline.types import Match, SearchQuery, VisualFacts
 from vlmsearch.records import InfoCard, PassageHit, Tag
 
@@ -62,9 +76,11 @@ def test_data_cannot_fake_turns_headings_or_instructions():
     assert as_data("Students answer with a pencil. Ignore the noise outside.") == "Students answer with a pencil. Ignore the noise outside."
 
 
-def test_sentences_regroups_streamed_pieces():
+def test_streamed_pieces_become_sentences_and_the_unfinished_rest():
     pieces = ["Cats li", "ve 12 to 18", " years. They sl", "eep a lot!", "\nDogs", " too"]
-    assert list(sentences(pieces)) == ["Cats live 12 to 18 years.", "They sleep a lot!", "Dogs too"]
+    steps = list(as_written(pieces))
+    assert [s for done, _ in steps for s in done] == ["Cats live 12 to 18 years.", "They sleep a lot!", "Dogs too"]
+    assert [rest for _, rest in steps] == ["Cats li", "Cats live 12 to 18", "They sl", "They sleep a lot!", "Dogs", "Dogs too", ""]
 
 
 def test_attribution_follows_numbers_and_leaves_unsupported_claims_unmarked():

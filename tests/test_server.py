@@ -46,6 +46,9 @@ def test_ask_streams_stages_then_the_answer_with_sources(server):
     assert "12 to 18" in answer["answer"] and answer["citations"][0]["source"].endswith("cats.md")
     streamed = "".join(data["text"] for kind, data in events if kind == "token")
     assert streamed.strip() == answer["answer"]
+    # The unfinished sentence shows before any checked one, and grows as the model writes it.
+    drafts = [data["text"] for kind, data in events[: kinds.index("token")] if kind == "draft"]
+    assert drafts and drafts[0] and all(later.startswith(earlier) for earlier, later in zip(drafts, drafts[1:]))
 
 
 def test_ask_without_streaming_is_the_cli_json(server):

@@ -61,7 +61,7 @@ def test_search_by_text_then_by_clicking_an_image(page):
     first = page.locator("#search-results figure").first
     expect(first.locator("figcaption")).to_be_visible()
     expect(first.locator("img")).to_have_attribute("src", __import__("re").compile("^blob:"))
-    assert page.evaluate("document.querySelector('#search-results img').naturalWidth") > 0
+    page.wait_for_function("document.querySelector('#search-results img').naturalWidth > 0")  # the thumbnail decoded
     first.click()  # search by this image
     expect(page.locator("#search-note")).to_contain_text("images like")
     expect(page.locator("#search-results figure")).not_to_have_count(0)

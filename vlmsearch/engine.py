@@ -10,9 +10,9 @@ from PIL import Image
 from vlmsearch.config import Settings
 from vlmsearch.errors import BadInputError, ConfigError
 from vlmsearch.images import load_image
-from vlmsearch.ingest import IngestReport, Indexer
-from vlmsearch.models.registry import Models
+from vlmsearch.ingest import Indexer, IngestReport
 from vlmsearch.models.protocols import label_scores, top_tags
+from vlmsearch.models.registry import Models
 from vlmsearch.records import ImageHit, PassageHit, Tag
 from vlmsearch.stores import Store, StoreInfo, open_store
 
@@ -120,7 +120,8 @@ class Engine:
         return self.pipeline(pipeline).run(check_query(question), self._image(image))
 
     def ask_stream(self, question: str, image: Path | str | Image.Image | None = None, pipeline: str | None = None):
-        """Like ask(), as events: StageEvent per finished stage, TokenEvent per piece of the answer, AnswerEvent."""
+        """Like ask(), as events: StageEvent per finished stage, DraftEvent (the unfinished sentence) and
+        TokenEvent (each checked sentence) as the answer is written, then AnswerEvent."""
         return self.pipeline(pipeline).stream(check_query(question), self._image(image))
 
     def _image(self, image: Path | str | Image.Image | None) -> Image.Image | None:

@@ -26,7 +26,7 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: answer, citations, pipeline, trace")] = False,
 ) -> None:
     """Answer a question (optionally about an image) from the indexed documents, with citations."""
-    from vlmsearch.pipeline import AnswerEvent, TokenEvent
+    from vlmsearch.pipeline import AnswerEvent, StageEvent, TokenEvent
 
     try:
         events = open_engine().ask_stream(question, image, pipeline)
@@ -39,7 +39,7 @@ def ask(
                         out.print(event.text, end="", highlight=False, soft_wrap=True)
                 elif isinstance(event, AnswerEvent):
                     answer = event.answer
-                else:
+                elif isinstance(event, StageEvent):  # drafts are not printed: a terminal cannot take text back
                     status.update(f"{event.step.stage} done ({event.step.ms:.0f} ms)…")
     except VlmsearchError as exc:
         fail(exc)

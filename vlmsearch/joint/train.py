@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict
 
 from vlmsearch.config import ModelSpec
 from vlmsearch.errors import BadInputError
-from vlmsearch.joint.evaluate import gallery, queries, retrieval_metrics
 from vlmsearch.joint.embedder import tower_features
+from vlmsearch.joint.evaluate import gallery, queries, retrieval_metrics
 from vlmsearch.joint.features import image_features, text_features
 from vlmsearch.joint.losses import clip_loss, siglip_loss
 from vlmsearch.joint.model import JointConfig, JointHeads, Loss, save_heads

@@ -19,9 +19,15 @@ from PIL import Image
 
 from vlmsearch.config import ModelSpec
 from vlmsearch.errors import MissingWeightsError
-from vlmsearch.models.protocols import GenerationOptions, Message, check_images_allowed, label_scores, top_tags
-from vlmsearch.models.serial import FairLock
+from vlmsearch.models.protocols import (
+    GenerationOptions,
+    Message,
+    check_images_allowed,
+    label_scores,
+    top_tags,
+)
 from vlmsearch.models.registry import register
+from vlmsearch.models.serial import FairLock
 from vlmsearch.records import Tag
 
 T = TypeVar("T")
@@ -141,7 +147,9 @@ class HFChat:
 
     def __init__(self, model_id: str, max_image_side: int | None = None, torch_dtype: str = "float32"):
         from transformers import AutoConfig
-        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+        )
 
         self.name = model_id
         self._turn = FairLock()
@@ -202,7 +210,11 @@ def stream_generation(
     the worker is raised here, in the caller's thread. `context()` is entered in the worker (autocast
     is per thread)."""
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+    from transformers import (
+        StoppingCriteria,
+        StoppingCriteriaList,
+        TextIteratorStreamer,
+    )
 
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=skip_prompt, skip_special_tokens=True)
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}

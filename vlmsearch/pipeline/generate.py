@@ -182,15 +182,16 @@ class Attributor:
         return best, support[best]
 
 
-def sentences(pieces: Iterable[str]) -> Iterator[str]:
-    """Regroup streamed pieces into whole sentences (the last one may lack its full stop)."""
+def as_written(pieces: Iterable[str]) -> Iterator[tuple[list[str], str]]:
+    """After each streamed piece: the sentences it completed, and the unfinished text after them (the
+    last sentence may lack its full stop)."""
     buffer = ""
     for piece in pieces:
         buffer += piece
         *done, buffer = _SENTENCE_OR_LINE.split(buffer)
-        yield from (d for d in done if d.strip())
+        yield [d for d in done if d.strip()], buffer
     if buffer.strip():
-        yield buffer
+        yield [buffer], ""
 
 
 class Generator:

@@ -11,13 +11,28 @@ from PIL import Image
 from vlmsearch.config import STAGES, PipelineSpec, Settings
 from vlmsearch.errors import ConfigError
 from vlmsearch.pipeline.caption import Captioner
-from vlmsearch.pipeline.generate import NOT_SUPPORTED, Attributor, Generator, cited, says_not_found, sentences
+from vlmsearch.pipeline.generate import (
+    NOT_SUPPORTED,
+    Attributor,
+    Generator,
+    as_written,
+    cited,
+    says_not_found,
+)
 from vlmsearch.pipeline.rephrase import Rephraser, points_at_image, retrieval_queries
 from vlmsearch.pipeline.retrieve import Retriever
-from vlmsearch.pipeline.types import Answer, AnswerEvent, StageEvent, TokenEvent, TraceStep, VisualFacts
+from vlmsearch.pipeline.types import (
+    Answer,
+    AnswerEvent,
+    DraftEvent,
+    StageEvent,
+    TokenEvent,
+    TraceStep,
+    VisualFacts,
+)
 from vlmsearch.pipeline.visual_search import VisualSearch
 
-Event = StageEvent | TokenEvent | AnswerEvent
+Event = StageEvent | DraftEvent | TokenEvent | AnswerEvent
 
 
 def _needs_vlm(name: str, role: str, profile: str) -> ConfigError:
@@ -103,13 +118,15 @@ class Pipeline:
         # invents weights and dates); when nothing is left, the answer says so.
         subject = query.subject if query and points_at_image(question) else ""
         held = []
-        for sentence in sentences(timed(generator.stream(question, facts, passages, caption, retrieval, texts, subject))):
-            marked = attributor.mark(sentence)
-            if retrieval and not marked.supported and not says_not_found(marked.text):
-                held.append(marked.text)
-                continue
-            shown.append(marked.text)
-            yield TokenEvent(marked.text + " ")
+        for done, unfinished in as_written(timed(generator.stream(question, facts, passages, caption, retrieval, texts, subject))):
+            for sentence in done:
+                marked = attributor.mark(sentence)
+                if retrieval and not marked.supported and not says_not_found(marked.text):
+                    held.append(marked.text)
+                    continue
+                shown.append(marked.text)
+                yield TokenEvent(marked.text + " ")
+            yield DraftEvent(unfinished)  # the first words on screen need not wait for a whole sentence
         if retrieval and not any(shown):
             shown = [NOT_SUPPORTED]
             yield TokenEvent(NOT_SUPPORTED)

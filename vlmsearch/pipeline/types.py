@@ -109,6 +109,16 @@ class StageEvent:
 
 @dataclass(frozen=True)
 class TokenEvent:
+    """A checked sentence of the answer: what the answer is made of."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class DraftEvent:
+    """The answer's unfinished sentence as the model writes it, before it is checked: shown while it
+    grows, replaced by the checked sentence, or dropped if no source supports it."""
+
     text: str
 
 

@@ -17,7 +17,16 @@ import numpy as np
 import pyarrow as pa
 
 from vlmsearch.errors import BadInputError, ConfigError
-from vlmsearch.records import ImageHit, ImageRecord, InfoCard, PassageHit, PassageRecord, Tag, TopicHit, TopicRecord
+from vlmsearch.records import (
+    ImageHit,
+    ImageRecord,
+    InfoCard,
+    PassageHit,
+    PassageRecord,
+    Tag,
+    TopicHit,
+    TopicRecord,
+)
 from vlmsearch.stores.protocol import StoreInfo
 from vlmsearch.stores.rrf import rrf_fuse
 

@@ -8,7 +8,14 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from vlmsearch.records import ImageHit, ImageRecord, PassageHit, PassageRecord, TopicHit, TopicRecord
+from vlmsearch.records import (
+    ImageHit,
+    ImageRecord,
+    PassageHit,
+    PassageRecord,
+    TopicHit,
+    TopicRecord,
+)
 
 
 class StoreInfo(BaseModel):

@@ -27,7 +27,13 @@ from vlmsearch.images import load_image
 from vlmsearch.models.registry import build_model
 from vlmsearch.vlm.data import Conversation, load_conversations
 from vlmsearch.vlm.lora import LoRASettings
-from vlmsearch.vlm.model import IGNORE, Precision, VisionLanguageModel, VLMConfig, load_lm
+from vlmsearch.vlm.model import (
+    IGNORE,
+    Precision,
+    VisionLanguageModel,
+    VLMConfig,
+    load_lm,
+)
 from vlmsearch.vlm.state import STATE_FILE, save_state, start_or_resume
 
 REPORT_FILE = "training.json"

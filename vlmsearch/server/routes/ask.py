@@ -1,5 +1,6 @@
 """`POST /v1/ask`: a question (and an image) in, the answer out: as server-sent events (a `stage`
-event per finished stage, `token` events with the answer's text as it is written, then `answer`), or
+event per finished stage, `draft` events with the unfinished sentence as the model writes it, `token`
+events with each checked sentence, then `answer`), or
 with `?stream=false` the same JSON as `vlmsearch ask --json`."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from vlmsearch.engine import check_query
 from vlmsearch.errors import VlmsearchError
-from vlmsearch.pipeline.types import AnswerEvent, StageEvent, TokenEvent
+from vlmsearch.pipeline.types import AnswerEvent, DraftEvent, StageEvent, TokenEvent
 from vlmsearch.server.errors import error_body, log
 from vlmsearch.server.state import read_image, require_key, state, stream_events
 
@@ -50,6 +51,8 @@ async def _sse(request: Request, events) -> AsyncIterator[str]:
                 yield sse("stage", event.step.to_json())
             elif isinstance(event, TokenEvent):
                 yield sse("token", {"text": event.text})
+            elif isinstance(event, DraftEvent):
+                yield sse("draft", {"text": event.text})
             elif isinstance(event, AnswerEvent):
                 yield sse("answer", event.answer.to_json())
     except VlmsearchError as exc:  # the status line is sent already: the error travels as an event

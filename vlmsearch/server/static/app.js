@@ -140,7 +140,10 @@ function answerBox(box) {
     el("div", { className: "visual" }),
     el("details", {}, el("summary", { textContent: "Trace: every stage, its model, output and time" }), el("div", { className: "trace" })),
   );
-  return { stages: $(".stages", box), answer: $(".answer", box), sources: $(".sources", box), visual: $(".visual", box), trace: $(".trace", box) };
+  // The sentence being written, before its check: shown faint, then replaced by the checked sentence
+  // (or dropped when no source supports it).
+  const draft = el("span", { className: "draft", title: "being checked against the sources" });
+  return { stages: $(".stages", box), answer: $(".answer", box), sources: $(".sources", box), visual: $(".visual", box), trace: $(".trace", box), draft };
 }
 
 async function ask({ question, pipeline, image }, box) {
@@ -174,6 +177,10 @@ async function ask({ question, pipeline, image }, box) {
         } else if (event === "token") {
           text += data.text;
           renderAnswerText(parts.answer, text, parts.sources);
+          parts.answer.append(parts.draft);
+        } else if (event === "draft") {
+          parts.draft.textContent = data.text;
+          if (!parts.draft.isConnected) parts.answer.append(parts.draft);
         } else if (event === "answer") {
           renderSources(parts.sources, data.citations);
           renderAnswerText(parts.answer, data.answer, parts.sources);
