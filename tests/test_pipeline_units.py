@@ -97,6 +97,21 @@ def test_attribution_follows_numbers_and_leaves_unsupported_claims_unmarked():
     assert says_not_found("The sources do not say.") and not says_not_found("Cats purr [1].")
 
 
+def test_a_plain_answer_is_quoted_with_the_sentence_that_names_its_subject():
+    embedder = MiniLM()
+    passages = [
+        PassageHit("a:0", "a", "/docs/ouzel.md", 0, "Water ouzel: small stocky diving bird. It is also called dipper.", 1.0),
+        PassageHit("b:0", "b", "/docs/kiwi.md", 0, "Kiwi: flightless bird of New Zealand. It lays very large eggs.", 0.9),
+    ]
+    attributor = Attributor(passages, embedder)
+    asked = ["What is the water ouzel also called?", "water ouzel"]
+    assert attributor.quote(asked, embedder.embed_texts(asked), 1.1) == (
+        'The closest passage says: "Water ouzel: small stocky diving bird. It is also called dipper." [1]')
+    asked = ["How much does a water ouzel cost?"]
+    assert attributor.quote(asked, embedder.embed_texts(asked), 1.1) is None  # nothing answers it well enough
+    assert not says_not_found('The closest passage says: "It is also called dipper." [1]')
+
+
 def test_focused_passages_keep_the_relevant_sentences_in_order_within_budget():
     embedder = MiniLM()
     passages = [

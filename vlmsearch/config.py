@@ -123,6 +123,10 @@ class AnswerSettings(_Frozen):
     # Passage text given to the generator, focused on the query's closest sentences: prompt processing
     # is most of a small CPU model's latency (Qwen 0.5B: ~200 tokens/s on 2 cores).
     max_source_chars: int = 2400
+    # When the generator declines but a passage answers plainly, that passage is quoted if it scores
+    # this much (cosine + 0.5 x shared words, against the query). Chosen on the dev bucket: no
+    # unanswerable item's closest passage scored above 1.01 there; declined answerable ones up to 1.39.
+    min_quote_score: float = 1.1
     max_rephrase_tokens: int = 40
     max_caption_tokens: int = 120
 

@@ -173,6 +173,25 @@ class Attributor:
             return Marked(claim, self._best(claim, vector, self.image_vectors, self.image_facts)[1] >= MIN_SUPPORT)
         return Marked(claim, False)
 
+    def quote(self, queries: Sequence[str], query_vectors: np.ndarray, min_score: float) -> str | None:
+        """A snippet of the passage that best answers the queries, with its [n], for when the generator
+        declines although a passage answers plainly (a 0.5B model balks at "It is also called
+        dipper."). Sentences are scored like support (meaning + shared words), each with the one
+        before it, which names what "it" is; the quote is the best sentence with both neighbours.
+        None below `min_score`."""
+        if not self.sources:
+            return None
+        same = [i > 0 and self.sources[i - 1][0] == n for i, (n, _) in enumerate(self.sources)]
+        windows = [f"{self.sources[i - 1][1]} {s}" if same[i] else s for i, (_, s) in enumerate(self.sources)]
+        similarity = (self.embedder.embed_texts(windows) @ query_vectors.T).max(axis=1)
+        scores = [sim + 0.5 * max(_overlap(q, w) for q in queries) for sim, w in zip(similarity, windows)]
+        best = int(np.argmax(scores))
+        if scores[best] < min_score:
+            return None
+        n = self.sources[best][0]
+        snippet = [s for i, (m, s) in enumerate(self.sources) if m == n and best - 1 - same[best] < i <= best + 1]
+        return f'The closest passage says: "{" ".join(snippet).strip()}" [{n}]'
+
     @staticmethod
     def _best(claim: str, vector: np.ndarray, vectors: np.ndarray, texts: Sequence[str]) -> tuple[int, float]:
         """The supporting sentence and its score. Meaning alone prefers "retrievers live 10 to 12 years"

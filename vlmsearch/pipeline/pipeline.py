@@ -86,7 +86,7 @@ class Pipeline:
         retrieval = query.retrieve if query else True
         query_text = query.text if query else question
 
-        passages = []
+        passages, queries = [], [(question, 1.0)]
         if retrieval and "retrieve" in stages:
             queries = retrieval_queries(question, query) if query else [(question, 1.0)]
             passages = step("retrieve", self.retriever.model_name, " | ".join(f"{q} (x{w:g})" for q, w in queries),
@@ -115,25 +115,35 @@ class Pipeline:
 
         # Streamed a sentence at a time, each with its checked citation: what is shown is the answer. A
         # sentence that neither a passage nor the image supports is held back (a small generator
-        # invents weights and dates); when nothing is left, the answer says so.
+        # invents weights and dates). A decline that opens the answer waits: when nothing else comes,
+        # a passage that answers plainly is quoted instead, and failing that the answer says so.
         subject = query.subject if query and points_at_image(question) else ""
-        held = []
+        held, declined = [], []
         for done, unfinished in as_written(timed(generator.stream(question, facts, passages, caption, retrieval, texts, subject))):
             for sentence in done:
                 marked = attributor.mark(sentence)
+                if retrieval and says_not_found(marked.text) and not shown:
+                    declined.append(marked.text)
+                    continue
                 if retrieval and not marked.supported and not says_not_found(marked.text):
                     held.append(marked.text)
                     continue
-                shown.append(marked.text)
-                yield TokenEvent(marked.text + " ")
+                for text in (*declined, marked.text):
+                    shown.append(text)
+                    yield TokenEvent(text + " ")
+                declined = []
             yield DraftEvent(unfinished)  # the first words on screen need not wait for a whole sentence
-        if retrieval and not any(shown):
-            shown = [NOT_SUPPORTED]
-            yield TokenEvent(NOT_SUPPORTED)
+        quoted = None
+        if retrieval and not shown:
+            asked = [q for q, _ in queries]  # every way retrieval asked, the resolved question among them
+            quoted = attributor.quote(asked, self.models.text_embedder.embed_texts(asked), self.opts.min_quote_score) if passages else None
+            shown = [quoted] if quoted else declined or [NOT_SUPPORTED]
+            yield TokenEvent(" ".join(shown))
         text = " ".join(s for s in shown if s)
         trace.append(TraceStep("generate", generator.model_name, round(1000 * (time.perf_counter() - start), 1),
                                f"question + {len(passages)} passages{' + caption' if caption else ''}",
-                               {"chars": len(text), "first_token_ms": first_token_ms, "unsupported_held_back": held}))  # fmt: skip
+                               {"chars": len(text), "first_token_ms": first_token_ms, "unsupported_held_back": held,
+                                "declined_then_quoted": declined if quoted else []}))  # fmt: skip
         yield StageEvent(trace[-1])
         yield AnswerEvent(Answer(text, cited(text, passages), self.name, tuple(trace)))
 
