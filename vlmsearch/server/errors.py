@@ -50,6 +50,18 @@ def _status_of(exc: VlmsearchError) -> tuple[int, str]:
     return next(((status, code) for kind, status, code in _STATUSES if isinstance(exc, kind)), (400, "error"))
 
 
+INTERNAL = "the server failed on this request; its log has the details"
+
+
+def streamed_error(exc: Exception) -> dict:
+    """The error of a response already under way (its status line is sent): the body to send last."""
+    if isinstance(exc, VlmsearchError):
+        status, code = _status_of(exc)
+        return error_body(status, str(exc), code)
+    log.error("a request failed while streaming", exc_info=exc)
+    return error_body(500, INTERNAL, "internal")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(VlmsearchError)
     async def library_error(request: Request, exc: VlmsearchError) -> JSONResponse:
@@ -70,4 +82,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body(500, "the server failed on this request; its log has the details", "internal"), status_code=500)
+        return JSONResponse(error_body(500, INTERNAL, "internal"), status_code=500)

@@ -15,6 +15,7 @@ from PIL import Image
 
 from vlmsearch.engine import Engine
 from vlmsearch.images import decode_image
+from vlmsearch.pipeline.types import Answer, AnswerEvent
 from vlmsearch.server.errors import ApiError
 from vlmsearch.server.jobs import Jobs
 from vlmsearch.server.settings import ServerSettings
@@ -70,6 +71,14 @@ class _Cancellable:
                 self._events.close()
 
         threading.Thread(target=close_when_free, daemon=True).start()
+
+
+async def final_answer(request: Request, events: Iterator[Any]) -> Answer:
+    """The answer at the end of a pipeline run, for responses that are not streamed."""
+    async for event in stream_events(request, events):
+        if isinstance(event, AnswerEvent):
+            return event.answer
+    raise ApiError(400, "the request ended before its answer (the client left)", "cancelled")
 
 
 async def stream_events(request: Request, events: Iterator[Any]) -> AsyncIterator[Any]:

@@ -12,10 +12,15 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from vlmsearch.engine import check_query
-from vlmsearch.errors import VlmsearchError
 from vlmsearch.pipeline.types import AnswerEvent, DraftEvent, StageEvent, TokenEvent
-from vlmsearch.server.errors import error_body, log
-from vlmsearch.server.state import read_image, require_key, state, stream_events
+from vlmsearch.server.errors import streamed_error
+from vlmsearch.server.state import (
+    final_answer,
+    read_image,
+    require_key,
+    state,
+    stream_events,
+)
 
 router = APIRouter(dependencies=[Depends(require_key)], tags=["answers"])
 
@@ -37,9 +42,7 @@ async def ask(
     picture = await read_image(image, app.settings) if image is not None and image.filename else None
     runner = app.engine.pipeline(pipeline)  # an unknown pipeline or a missing VLM fails here, as a 400
     if not stream:
-        events = [event async for event in stream_events(request, runner.stream(question, picture))]
-        answer = next(e.answer for e in events if isinstance(e, AnswerEvent))
-        return JSONResponse(answer.to_json())
+        return JSONResponse((await final_answer(request, runner.stream(question, picture))).to_json())
     return StreamingResponse(_sse(request, runner.stream(question, picture)), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
 
@@ -55,8 +58,5 @@ async def _sse(request: Request, events) -> AsyncIterator[str]:
                 yield sse("draft", {"text": event.text})
             elif isinstance(event, AnswerEvent):
                 yield sse("answer", event.answer.to_json())
-    except VlmsearchError as exc:  # the status line is sent already: the error travels as an event
-        yield sse("error", error_body(400, str(exc), "bad_input"))
-    except Exception:  # noqa: BLE001 (logged; the client gets one clear event instead of a cut stream)
-        log.exception("ask failed while streaming")
-        yield sse("error", error_body(500, "the server failed on this request; its log has the details", "internal"))
+    except Exception as exc:  # noqa: BLE001 (the status line is sent: one clear event instead of a cut stream)
+        yield sse("error", streamed_error(exc))

@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict
 from vlmsearch.engine import check_query
 from vlmsearch.images import decode_image
 from vlmsearch.pipeline.types import Answer, AnswerEvent, TokenEvent
-from vlmsearch.server.errors import ApiError, error_body
-from vlmsearch.server.state import require_key, state, stream_events
+from vlmsearch.server.errors import ApiError, streamed_error
+from vlmsearch.server.state import final_answer, require_key, state, stream_events
 
 router = APIRouter(dependencies=[Depends(require_key)], tags=["openai"])
 
@@ -95,8 +95,7 @@ async def chat_completions(request: Request, body: ChatRequest):
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     base_url = str(request.base_url)
     if not body.stream:
-        events = [e async for e in stream_events(request, runner.stream(question, image))]
-        answer = next(e.answer for e in events if isinstance(e, AnswerEvent))
+        answer = await final_answer(request, runner.stream(question, image))
         return JSONResponse({
             "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
             "choices": [{"index": 0, "finish_reason": "stop",
@@ -118,7 +117,7 @@ async def chat_completions(request: Request, body: ChatRequest):
                 elif isinstance(event, AnswerEvent):
                     yield chunk({"content": sources_text(event.answer, base_url)}, "stop")
         except Exception as exc:  # noqa: BLE001 (the stream is open: the error goes in it, in the usual shape)
-            yield f"data: {json.dumps(error_body(400, str(exc), 'bad_input'))}\n\n"
+            yield f"data: {json.dumps(streamed_error(exc))}\n\n"
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(chunks(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
