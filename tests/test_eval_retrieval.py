@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import run_cli, skimage_photo, text_image
+
 from vlmsearch.errors import BadInputError
 from vlmsearch.eval.retrieval import load_queries, rank_of
 

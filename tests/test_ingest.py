@@ -10,9 +10,8 @@ import sys
 import time
 
 import lancedb
+from conftest import run_cli, skimage_photo, text_image
 from PIL import Image
-
-from conftest import run_cli, skimage_photo
 
 
 def bad_files(folder):
@@ -23,7 +22,11 @@ def bad_files(folder):
     (folder / "truncated.png").write_bytes(noise.getvalue()[:3000])
     Image.new("1", (12_000, 12_000)).save(folder / "bomb.png")
     (folder / "empty.txt").write_text("   \n")
+    (folder / "empty.md").write_text("")
     (folder / "broken.pdf").write_bytes(b"%PDF-1.4 nothing else")
+    shutil.copy(folder / "notes.jpg", os.fsencode(folder) + b"/caf\xe9-latin1.png")  # a name that is not UTF-8
+    scan = text_image("Okapis live in the Ituri forest", size=(1400, 300))
+    scan.save(folder / "scanned.pdf")  # a page that is only a picture: no text layer
     (folder / "data.xyz").write_text("ignored inside folders")
     skimage_photo("chelsea").save(folder / "good_cat.png")
 
@@ -35,13 +38,17 @@ def test_index_reports_bad_files_and_goes_on(tmp_path):
                      str(tmp_path / "explicit.xyz"), str(tmp_path / "absent"), "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["added"] == 1 and summary["unchanged"] == 0 and summary["skipped"] == 1
+    assert summary["added"] == 2 and summary["unchanged"] == 0 and summary["skipped"] == 1
+    assert summary["passages"] == 1  # the scanned page, read by OCR
     reasons = {os.path.basename(f["path"]): f["error"] for f in summary["failed"]}
     assert "not a readable image" in reasons["notes.jpg"]
     assert "broken image data" in reasons["truncated.png"]
-    assert "decompression bomb" in reasons["bomb.png"]
-    assert "no text found" in reasons["empty.txt"]
-    assert "broken PDF" in reasons["broken.pdf"]
+    assert "decompression bomb" in reasons["bomb.png"] and "--set ingest.max_image_pixels=144000000" in reasons["bomb.png"]
+    assert "no text found (empty or only whitespace)" in reasons["empty.txt"] == reasons["empty.md"]
+    assert "not valid UTF-8" in reasons["caf\\xe9-latin1.png"]
+    assert "broken PDF" in reasons["broken.pdf"] and "EOF marker" not in result.stderr
+    passages = run_cli("--store", str(tmp_path / "store"), "search", "--docs", "okapi forest", "--json")
+    assert "ituri" in json.loads(passages.stdout)[0]["text"].lower()
     assert "unsupported file type '.xyz'" in reasons["explicit.xyz"]
     assert "no such file or directory" in reasons["absent"]
 
@@ -121,3 +128,16 @@ def test_reindexing_adds_joint_vectors_without_redoing_the_rest(sample_dir, tmp_
     hits = engine.search_images("a cat", k=2)
     assert hits[0].path.endswith("chelsea.png")
     assert "indexed before the joint" not in run_cli("--store", str(store), "search", "a cat").stderr
+
+
+def test_the_pixel_limit_is_a_real_setting(tmp_path):
+    Image.new("1", (10_000, 8_000), 1).save(tmp_path / "poster.png")  # 80 Mpixels: over the default 64
+    store = str(tmp_path / "store")
+    refused = json.loads(run_cli("--store", store, "index", str(tmp_path / "poster.png"), "--json").stdout)
+    assert "--set ingest.max_image_pixels=80000000" in refused["failed"][0]["error"]
+    allowed = run_cli("--store", store, "--set", "ingest.max_image_pixels=80000000", "index", str(tmp_path / "poster.png"), "--json")
+    assert json.loads(allowed.stdout)["added"] == 1, allowed.stderr
+    row = lancedb.connect(store).open_table("images").search().select(["width", "height"]).limit(1).to_list()[0]
+    assert (row["width"], row["height"]) == (10_000, 8_000)  # the file's size, though the models saw less
+    wrong = run_cli("--store", store, "--set", "ingest.max_pixels=1", "status")
+    assert wrong.returncode == 1 and "unknown setting 'ingest.max_pixels'" in wrong.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,9 @@ class IngestSettings(_Frozen):
     batch_size: int = 16  # images per model batch and per store commit
     chunk_chars: int = 1200  # passage length, in characters
     chunk_overlap: int = 200  # characters shared by neighbouring passages, so no fact is cut in two
-    max_image_pixels: int = 64_000_000  # larger images are refused as decompression bombs
+    max_image_pixels: int = 64_000_000  # larger: a JPEG is decoded reduced, others refused (images.py)
     max_file_bytes: int = 200 * 1024 * 1024
+    max_ocr_pages: int = 50  # scanned PDF pages read by OCR per document (~1-3 s each on 2 cores)
     top_tags: int = 5
     index_file_names: bool = True  # file names are searchable text (off for evaluation on named files)
 
@@ -153,12 +155,33 @@ class Settings(_Frozen):
         return {**self.pipelines, **self.profile.pipelines}
 
     @classmethod
-    def create(cls, store: Path | str | None = None, profile: str | None = None) -> Settings:
-        """Settings from the usual sources: arguments first, then VLMSEARCH_* variables, then defaults."""
+    def create(cls, store: Path | str | None = None, profile: str | None = None, overrides: Sequence[str] = ()) -> Settings:
+        """Settings from the usual sources: arguments first, then VLMSEARCH_* variables, then defaults.
+
+        `overrides` are "section.key=value" strings (`--set ingest.max_image_pixels=300000000`)."""
         values: dict[str, Any] = {}
         if store is not None:
             values["store_dir"] = Path(store)
         profile = profile or os.environ.get("VLMSEARCH_PROFILE")
         if profile:
             values["profile"] = Profile.load(profile)
-        return cls(**values)
+        settings = cls(**values)
+        for override in overrides:
+            settings = settings.with_override(override)
+        return settings
+
+    def with_override(self, override: str) -> Settings:
+        sections = [name for name, field in type(self).model_fields.items() if isinstance(getattr(self, name), _Frozen)
+                    and name != "profile"]  # fmt: skip
+        key, sep, value = override.partition("=")
+        section, _, name = key.strip().partition(".")
+        if not sep or section not in sections or not name:
+            raise ConfigError(f"--set wants SECTION.KEY=VALUE with SECTION one of {', '.join(sections)}; got {override!r}")
+        current = getattr(self, section)
+        if name not in type(current).model_fields:
+            raise ConfigError(f"unknown setting {key!r}; {section} has: {', '.join(type(current).model_fields)}")
+        try:
+            updated = type(current).model_validate({**current.model_dump(), name: value.strip()})
+        except ValidationError as exc:
+            raise ConfigError(f"bad value for {key}: {exc.errors()[0]['msg']}") from None
+        return self.model_copy(update={section: updated})

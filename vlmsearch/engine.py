@@ -36,8 +36,8 @@ class Engine:
         self._wordnet = None
 
     @classmethod
-    def from_config(cls, store: Path | str | None = None, profile: str | None = None) -> Engine:
-        return cls(Settings.create(store=store, profile=profile))
+    def from_config(cls, store: Path | str | None = None, profile: str | None = None, overrides: Sequence[str] = ()) -> Engine:
+        return cls(Settings.create(store=store, profile=profile, overrides=overrides))
 
     @property
     def store(self) -> Store:

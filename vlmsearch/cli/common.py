@@ -28,6 +28,7 @@ out = Console()
 class State:
     store: Path | None = None
     profile: str | None = None
+    overrides: list[str] = []  # --set SECTION.KEY=VALUE
 
 
 state = State()
@@ -38,7 +39,7 @@ def open_engine():
     from vlmsearch.models.hf import quiet_transformers
 
     quiet_transformers()
-    return Engine.from_config(store=state.store, profile=state.profile)
+    return Engine.from_config(store=state.store, profile=state.profile, overrides=state.overrides)
 
 
 def fail(exc: Exception) -> NoReturn:

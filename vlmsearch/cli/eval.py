@@ -31,7 +31,7 @@ def eval_retrieval(
     try:
         pairs = load_queries(queries)
         with progress_bar() as progress:
-            report = evaluate_text_to_image(Settings.create(profile=state.profile), images, pairs, file_names, progress)
+            report = evaluate_text_to_image(Settings.create(profile=state.profile, overrides=state.overrides), images, pairs, file_names, progress)
     except VlmsearchError as exc:
         fail(exc)
     if as_json:
@@ -60,7 +60,7 @@ def _settings():
     from vlmsearch.models.hf import quiet_transformers
 
     quiet_transformers()
-    return Settings.create(profile=state.profile)
+    return Settings.create(profile=state.profile, overrides=state.overrides)
 
 
 BucketOption = Annotated[Path, typer.Option(help="Bucket JSONL (`eval make-bucket` writes <out>/<split>/bucket.jsonl)")]

@@ -9,12 +9,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vlmsearch.cli.common import console, fail, open_engine, out, progress_bar
+from vlmsearch.cli.common import console, fail, open_engine, out, progress_bar, state
 from vlmsearch.errors import VlmsearchError
 
 
 def register(app: typer.Typer) -> None:
-    for command in (setup, index, search, tag, models):
+    for command in (setup, index, search, tag, models, status, doctor):
         app.command()(command)
 
 
@@ -160,3 +160,58 @@ def models() -> None:
         for role, spec in profile.roles.items():
             table.add_row(role, spec.backend, spec.model)
         out.print(table)
+
+
+def _store_dir() -> Path:
+    from vlmsearch.config import default_store_dir
+
+    return state.store or default_store_dir()
+
+
+def status(as_json: Annotated[bool, typer.Option("--json", help='Print {"images", "passages", "store", "profile"}')] = False) -> None:
+    """What the store holds and which profile answers (loads no model)."""
+    from vlmsearch.config import Settings
+    from vlmsearch.stores import open_existing_store, stored_info
+
+    try:
+        settings = Settings.create(store=state.store, profile=state.profile, overrides=state.overrides)
+        counts = open_existing_store(settings.store_dir).count() if stored_info(settings.store_dir) else {}
+    except VlmsearchError as exc:
+        fail(exc)
+    report = {"images": counts.get("images", 0), "passages": counts.get("passages", 0),
+              "topics": counts.get("topics", 0), "store": str(settings.store_dir), "profile": settings.profile.name}  # fmt: skip
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        out.print(f"store {report['store']} (profile {report['profile']}): {report['images']} images, "
+                  f"{report['passages']} passages, {report['topics']} topics", highlight=False)  # fmt: skip
+
+
+def doctor(
+    fix: Annotated[bool, typer.Option("--fix", help="Delete broken rows (index the same folders again to restore them) and rebuild indices")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Check the store after a crash: duplicate or torn rows, rows without vectors, orphans, index state."""
+    from vlmsearch.stores import open_existing_store
+
+    try:
+        store = open_existing_store(_store_dir())
+        health = store.repair() if fix else store.check()
+    except VlmsearchError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(health.model_dump_json())
+    else:
+        out.print(f"store {health.store}: " + ", ".join(f"{n} {name}" for name, n in health.counts.items()), highlight=False)
+        for problem in health.problems:
+            colour = "red" if problem.severity == "error" else "yellow"
+            out.print(f"  [{colour}]{problem.severity}[/] {problem.table}: {problem.count} {problem.what}; "
+                      f"e.g. {', '.join(problem.examples[:3])}", highlight=False)  # fmt: skip
+        for ix in health.indices:
+            out.print(f"  index {ix.table}.{ix.column} ({ix.kind}): {ix.indexed_rows} rows, {ix.unindexed_rows} not yet folded in",
+                      highlight=False)  # fmt: skip
+        errors = sum(p.severity == "error" for p in health.problems)
+        out.print("healthy" if health.ok else (f"{errors} problems deleted; run `vlmsearch index` on the same folders to restore them"
+                                               if fix else f"{errors} problems: `vlmsearch doctor --fix` deletes the broken rows"))  # fmt: skip
+    if not health.ok and not fix:
+        raise typer.Exit(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from vlmsearch.errors import BadInputError
@@ -16,7 +17,7 @@ _MAX_HEADING = 100
 def extract_text(path: Path, data: bytes) -> str:
     suffix = path.suffix.lower()
     if suffix == ".pdf":
-        return _pdf_text(path, data)
+        return "\n\n".join(pdf_pages(path, data))
     if b"\x00" in data[:8192]:
         raise BadInputError(f"{path}: binary content in a {suffix} file (wrong file type?)")
     text = data.decode("utf-8", errors="replace")
@@ -32,15 +33,31 @@ def extract_text(path: Path, data: bytes) -> str:
     return text
 
 
-def _pdf_text(path: Path, data: bytes) -> str:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+def _pdf_reader(path: Path, data: bytes):
+    import logging
 
+    from pypdf import PdfReader
+
+    # pypdf logs what it repairs ("EOF marker not found") to the terminal; a broken file is reported once, by us.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    return PdfReader(io.BytesIO(data))
+
+
+def pdf_pages(path: Path, data: bytes) -> list[str]:
+    """Each page's text layer ('' for a scanned page)."""
     try:
-        reader = PdfReader(io.BytesIO(data))
-        return "\n\n".join(page.extract_text() or "" for page in reader.pages)
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
-        raise BadInputError(f"{path}: broken PDF ({exc})") from None
+        return [page.extract_text() or "" for page in _pdf_reader(path, data).pages]
+    except Exception as exc:  # noqa: BLE001 (a damaged PDF can surprise pypdf with any error)
+        raise BadInputError(f"{path}: broken PDF ({type(exc).__name__}: {exc})") from None
+
+
+def scanned_page_images(path: Path, data: bytes, pages: Sequence[int]) -> dict[int, list[bytes]]:
+    """The embedded images of `pages` (a scanned page is one picture of itself), as encoded bytes."""
+    try:
+        reader = _pdf_reader(path, data)
+        return {n: [image.data for image in reader.pages[n].images] for n in pages}
+    except Exception as exc:  # noqa: BLE001 (as above)
+        raise BadInputError(f"{path}: cannot read the PDF's page images ({type(exc).__name__}: {exc})") from None
 
 
 def _units(text: str, size: int) -> list[str]:

@@ -16,16 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from vlmsearch.config import IngestSettings
-from vlmsearch.errors import BadInputError
+from vlmsearch.errors import BadInputError, VlmsearchError
 from vlmsearch.images import decode_image
 from vlmsearch.ingest.discover import Found, discover
-from vlmsearch.ingest.documents import chunk_sections, extract_text, title_of, topics
+from vlmsearch.ingest.documents import (
+    chunk_sections,
+    extract_text,
+    pdf_pages,
+    scanned_page_images,
+    title_of,
+    topics,
+)
 from vlmsearch.knowledge.wordnet import WordNet
 from vlmsearch.models.registry import Models
 from vlmsearch.records import ImageRecord, InfoCard, PassageRecord, Tag, TopicRecord
 from vlmsearch.stores.protocol import Store
 
 _MIN_TAG_SCORE = 0.1  # weaker guesses would add noise to keyword search
+# Images are kept at most this large for the models: a batch of full-size scans would hold gigabytes,
+# and the tagger and embedders see 224-384 pixels, OCR's detector at most ~2000.
+_MODEL_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,15 @@ class IngestReport:
     passages: int = 0
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def merge(self, other: IngestReport) -> None:
+        """Add a batch's counts (not its wall time: batches run inside this report's run)."""
+        for name in ("added", "updated", "unchanged", "skipped", "passages"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failed += other.failed
+        self.warnings += other.warnings
+        for stage, seconds in other.stage_seconds.items():
+            self.stage_seconds[stage] += seconds
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,13 +118,32 @@ class Indexer:
                 batch = files[start : start + self.settings.batch_size]
                 if progress:
                     progress.update(task, description=f"indexing {kind}")
-                step(batch, report)
+                self._isolated(step, batch, report)
                 if progress:
                     progress.advance(task, len(batch))
         with self._timed(report, "index_update"):
             self.store.finalize()
         report.seconds = time.perf_counter() - started
         return report
+
+    def _isolated(self, step, batch: Sequence[Found], report: IngestReport) -> None:
+        """Run a batch; if something unforeseen breaks it, run its files one by one, so one strange file
+        costs that file (named in `failed`), never the batch or the run. Counts come from the batch's
+        own report, merged only when it finishes; the store stays consistent because each write is one
+        commit made after all of its files' model work."""
+        part = IngestReport()
+        try:
+            step(batch, part)
+        except (VlmsearchError, OSError):
+            raise  # settings, model servers, a full disk: every file would fail the same way
+        except Exception as exc:  # noqa: BLE001 (see the docstring)
+            if len(batch) > 1:
+                for item in batch:
+                    self._isolated(step, [item], report)
+            else:
+                report.failed.append(Failure(str(batch[0].path), f"could not be indexed ({type(exc).__name__}: {exc})"))
+            return
+        report.merge(part)
 
     @contextmanager
     def _timed(self, report: IngestReport, stage: str) -> Iterator[None]:
@@ -141,7 +179,7 @@ class Indexer:
         decoded = []
         for item, cid, data in self._read_new(batch, report, self._known_complete_images):
             try:
-                decoded.append((item, cid, decode_image(data, str(item.path), self.settings.max_image_pixels)))
+                decoded.append((item, cid, decode_image(data, str(item.path), self.settings.max_image_pixels, _MODEL_SIDE)))
             except BadInputError as exc:
                 report.failed.append(Failure(str(item.path), str(exc).removeprefix(f"{item.path}: ")))
         if not decoded:
@@ -170,7 +208,7 @@ class Indexer:
             text_vectors = self.models.text_embedder.embed_texts(descriptions)
         records = [
             ImageRecord(
-                id=cid, path=str(item.path.resolve()), width=image.width, height=image.height,
+                id=cid, path=str(item.path.resolve()), width=image.info["source_size"][0], height=image.info["source_size"][1],
                 tags=tuple(tag_list), ocr_text=ocr, card=card, description=description,
                 features=features[i], text_vector=text_vectors[i], joint=None if joint is None else joint[i],
                 metadata={"file_name": item.path.name, "bytes": item.path.stat().st_size},
@@ -217,10 +255,11 @@ class Indexer:
         documents = []
         for item, doc_id, data in self._read_new(batch, report, self._known_complete_docs):
             try:
-                with self._timed(report, "extract"):
-                    chunks = chunk_sections(extract_text(item.path, data), self.settings.chunk_chars, self.settings.chunk_overlap)
+                text = self._document_text(item.path, data, report)
+                chunks = chunk_sections(text, self.settings.chunk_chars, self.settings.chunk_overlap)
                 if not chunks:
-                    raise BadInputError(f"{item.path}: no text found (a scanned PDF needs OCR first)")
+                    why = "no text layer and no page images OCR could read" if item.path.suffix.lower() == ".pdf" else "empty or only whitespace"
+                    raise BadInputError(f"{item.path}: no text found ({why})")
                 documents.append((item, doc_id, chunks))
             except BadInputError as exc:
                 report.failed.append(Failure(str(item.path), str(exc).removeprefix(f"{item.path}: ")))
@@ -246,6 +285,32 @@ class Indexer:
         self._add_topics(documents, report)
         report.added += len(documents)
         report.passages += len(records)
+
+    def _document_text(self, path: Path, data: bytes, report: IngestReport) -> str:
+        """A document's text; a PDF's pages without a text layer (scans) are read by OCR, up to
+        `ingest.max_ocr_pages` of them."""
+        with self._timed(report, "extract"):
+            if path.suffix.lower() != ".pdf":
+                return extract_text(path, data)
+            pages = pdf_pages(path, data)
+        scanned = [n for n, text in enumerate(pages) if not text.strip()]
+        if not scanned:
+            return "\n\n".join(pages)
+        if len(scanned) > self.settings.max_ocr_pages:
+            report.warnings.append(Failure(str(path), f"{len(scanned)} scanned pages; OCR read the first "
+                                                      f"{self.settings.max_ocr_pages} (ingest.max_ocr_pages)"))  # fmt: skip
+        with self._timed(report, "extract"):
+            images = scanned_page_images(path, data, scanned[: self.settings.max_ocr_pages])
+        with self._timed(report, "ocr"):
+            for n, encoded in images.items():
+                pictures = []
+                for k, picture in enumerate(encoded):
+                    try:
+                        pictures.append(decode_image(picture, f"page {n + 1} image {k + 1}", self.settings.max_image_pixels, _MODEL_SIDE))
+                    except BadInputError as exc:
+                        report.warnings.append(Failure(str(path), f"{exc}; that image was not read"))
+                pages[n] = "\n".join(self._ocr_text(path, picture, report) for picture in pictures)
+        return "\n\n".join(pages)
 
     def _known_complete_docs(self, ids: Sequence[str]) -> set[str]:
         """Stored documents that need nothing: known, and with topics when the profile has a joint model."""

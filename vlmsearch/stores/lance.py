@@ -27,6 +27,7 @@ from vlmsearch.records import (
     TopicHit,
     TopicRecord,
 )
+from vlmsearch.stores.health import StoreHealth
 from vlmsearch.stores.protocol import StoreInfo
 from vlmsearch.stores.rrf import rrf_fuse
 
@@ -254,6 +255,16 @@ class LanceStore:
 
     def count(self) -> dict[str, int]:
         return {name: table.count_rows() for name, table in self._tables.items()}
+
+    def check(self) -> StoreHealth:
+        from vlmsearch.stores import lance_health
+
+        return lance_health.check(self)
+
+    def repair(self) -> StoreHealth:
+        from vlmsearch.stores import lance_health
+
+        return lance_health.repair(self)
 
     # --- reads --------------------------------------------------------------------------------
 

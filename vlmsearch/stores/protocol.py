@@ -16,6 +16,7 @@ from vlmsearch.records import (
     TopicHit,
     TopicRecord,
 )
+from vlmsearch.stores.health import StoreHealth
 
 
 class StoreInfo(BaseModel):
@@ -61,6 +62,14 @@ class Store(Protocol):
         ...
 
     def count(self) -> dict[str, int]: ...
+    def check(self) -> StoreHealth:
+        """Counts, broken or orphaned rows, index state (`vlmsearch doctor`)."""
+        ...
+
+    def repair(self) -> StoreHealth:
+        """Delete the rows `check` calls broken, so that `index` can add them back whole; rebuild indices."""
+        ...
+
 
     def images_by_vector(self, vector: np.ndarray, k: int, where: str | None = None) -> list[ImageHit]: ...
     def images_by_text(
