@@ -2,7 +2,10 @@
 
 import hashlib
 import json
+import multiprocessing
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -145,11 +148,44 @@ def test_training_learns_saves_and_reproduces(small_clipart, tmp_path):
     assert np.allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
 
 
+def _train_and_die(settings, cache, saves: int) -> None:
+    """In a child process: train, and SIGKILL ourselves right after the `saves`-th epoch is saved."""
+    import vlmsearch.joint.train as joint_train
+
+    save, done = joint_train.save_atomically, []
+
+    def save_then_die(state, path):
+        save(state, path)
+        done.append(path)
+        if len(done) == saves:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    joint_train.save_atomically = save_then_die
+    joint_train.train(settings, cache)
+
+
+def test_a_killed_run_resumes_to_the_same_heads(small_clipart, tmp_path):
+    from vlmsearch.joint.train import STATE_FILE, ContrastiveSettings, train
+
+    cache = tmp_path / "cache"
+    settings = ContrastiveSettings(data=small_clipart, out=tmp_path / "straight", max_epochs=10, patience=10, held_out=0.15)
+    straight = train(settings, cache)
+    killed = settings.model_copy(update={"out": tmp_path / "killed"})
+    for saves in (3, 2):  # killed after epoch 3, then again two epochs later
+        child = multiprocessing.get_context("spawn").Process(target=_train_and_die, args=(killed, cache, saves))
+        child.start()
+        child.join(300)
+        assert child.exitcode == -signal.SIGKILL and (killed.out / STATE_FILE).is_file()
+    resumed = train(killed, cache)
+    assert (settings.out / "model.safetensors").read_bytes() == (killed.out / "model.safetensors").read_bytes()
+    assert resumed.history == straight.history and not (killed.out / STATE_FILE).exists()
+
+
 def test_shipped_model_finds_held_out_clipart_by_words():
     """Drawings whose groups the shipped heads never saw (the test split), searched by their titles."""
+    from vlmsearch.config import Profile
     from vlmsearch.joint.evaluate import gallery, queries, retrieval_metrics
     from vlmsearch.models import Models
-    from vlmsearch.config import Profile
 
     test = split_pairs(load_pairs(OPENCLIPART / "animals"))["test"] + split_pairs(load_pairs(OPENCLIPART / "food"))["test"]
     shown, asked = gallery(test), queries(test)

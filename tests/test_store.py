@@ -73,6 +73,9 @@ def test_filters_and_bad_filters(tmp_path):
     assert hits[0].card.hypernyms == ("animal",) and hits[0].tags[0].synset == "n02124075"
     with pytest.raises(BadInputError, match="invalid filter"):
         store.images_by_vector(unit([1, 0, 0, 0, 0, 0, 0, 0]), k=5, where="no_such_column = 3")
+    with pytest.raises(BadInputError, match="one expression"):  # Lance would drop the rest silently
+        store.images_by_vector(unit([1, 0, 0, 0, 0, 0, 0, 0]), k=5, where="1=1; DROP TABLE images")
+    assert [h.id for h in store.images_by_vector(unit([1, 0, 0, 0, 0, 0, 0, 0]), k=5, where="path LIKE '%;%'")] == []
 
 
 def test_store_refuses_other_embedders(tmp_path):

@@ -2,6 +2,12 @@
 training that lowers the loss and resumes, checkpoints that reload to the same outputs."""
 
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +83,35 @@ def test_training_lowers_the_loss_and_resumes(tiny_lm, tmp_path):
     # but well above step-to-step noise (~0.01). Real learning is checked on Qwen in the slow test.
     assert resumed.last_loss < resumed.first_loss - 0.05
     assert json.loads((tmp_path / "run" / "training.json").read_text())["steps"] == 30
+
+
+def test_a_training_run_killed_at_random_resumes_to_the_same_weights(tiny_lm, tmp_path):
+    """SIGKILL after a save (and maybe mid-save), then a re-run: bit for bit the uninterrupted run."""
+    from conftest import run_cli
+    from safetensors.torch import load_file
+
+    data = _dataset(tmp_path / "data")
+    args = ["train", "vlm", "--data", str(data), "--lm", str(tiny_lm), "--steps", "60", "--batch-size", "4", "--lr", "1e-2",
+            "--save-every", "5", "--precision", "fp32", "--json"]  # fmt: skip
+    straight = run_cli(*args, "--out", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "vlmsearch.cli", *args, "--out", str(killed)]
+    for kill in range(2):  # killed twice, at a random moment after a save
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        deadline = time.monotonic() + 120
+        while not (killed / "trainer_state.pt").is_file() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        time.sleep(random.Random(kill).uniform(0, 0.5))
+        assert process.poll() is None, "training ended before it could be killed; give it more steps"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    resumed = run_cli(*args, "--out", str(killed))
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_file(str(tmp_path / "straight" / "adapter.safetensors")), load_file(str(killed / "adapter.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    losses = [json.loads((folder / "training.json").read_text())["losses"] for folder in (tmp_path / "straight", killed)]
+    assert losses[0] == losses[1]
 
 
 def test_conversation_data_errors(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import struct
+import warnings
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -23,6 +24,9 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", 
 # Ghostscript); a file of any other format is refused whatever its name says. (JPEG opens phones' MPO too.)
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 Image.MAX_IMAGE_PIXELS = None  # see the module note: our limit replaces Pillow's
+# Damaged metadata (TIFF tags, EXIF) makes Pillow warn on the terminal; a file that cannot be used is
+# reported once, by us, and one that decodes is fine.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

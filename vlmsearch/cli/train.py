@@ -78,6 +78,7 @@ def train_vlm_command(
     lr: Annotated[float, typer.Option(help="Adapter learning rate")] = 1e-3,
     precision: Annotated[str, typer.Option(help="auto (bf16 where native: ~2.4x faster), bf16 or fp32 for the frozen LM")] = "auto",
     name: Annotated[str, typer.Option(help="Model name [default: vlm-<adapter>]")] = "",
+    save_every: Annotated[int, typer.Option(min=1, help="Steps between saves; a killed run resumes from the last one")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print the training report as JSON")] = False,
 ) -> None:
     """Train our VLM's adapter (frozen EfficientNet-Lite0 encoder and frozen LM)."""
@@ -101,7 +102,7 @@ def train_vlm_command(
         model = None if init or lora else VLMConfig(name=name or f"vlm-{adapter}", lm=lm, adapter=adapter)
         settings = VLMTrainSettings(
             data=tuple(data), out=out_dir, stage=stage, init=init, model=model, lora=lora, steps=steps, batch_size=batch_size, lr=lr,
-            precision=precision,
+            precision=precision, save_every=save_every,
         )
     except ValidationError as exc:
         fail(VlmsearchError(f"bad option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"))

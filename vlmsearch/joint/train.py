@@ -29,8 +29,10 @@ from vlmsearch.joint.losses import clip_loss, siglip_loss
 from vlmsearch.joint.model import JointConfig, JointHeads, Loss, save_heads
 from vlmsearch.joint.pairs import Pair, load_pairs, split_pairs
 from vlmsearch.models.registry import build_model
+from vlmsearch.vlm.state import save_atomically
 
 REPORT_FILE = "training.json"
+STATE_FILE = "trainer_state.pt"
 
 
 class ContrastiveSettings(BaseModel):
@@ -176,10 +178,20 @@ def train(settings: ContrastiveSettings, cache_dir: Path, progress=None) -> Trai
         [{"params": weights, "weight_decay": settings.weight_decay}, {"params": temperature, "weight_decay": 0.0}],
         lr=settings.lr,
     )
-    task = progress.add_task("training", total=settings.max_epochs) if progress else None
     best, best_epoch, best_state, history = -1.0, 0, copy.deepcopy(heads.state_dict()), []
     epoch = 0
-    for epoch in range(1, settings.max_epochs + 1):
+    resume = settings.out / STATE_FILE  # saved after every epoch; a killed run goes on from the last one
+    if resume.is_file():
+        state = torch.load(resume, weights_only=False)
+        heads.load_state_dict(state["heads"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        best, best_epoch, best_state, history, epoch = (state[k] for k in ("best", "best_epoch", "best_state", "history", "epoch"))
+    task = progress.add_task("training", total=settings.max_epochs, completed=epoch) if progress else None
+    for epoch in range(epoch + 1, settings.max_epochs + 1):
+        if history and epoch - 1 - best_epoch >= settings.patience:
+            break  # the killed run had already stopped improving
         heads.train()
         losses = []
         for batch in _epoch_batches(train_groups, settings.batch_size, rng):
@@ -194,8 +206,12 @@ def train(settings: ContrastiveSettings, cache_dir: Path, progress=None) -> Trai
             best, best_epoch, best_state = val_mrr, epoch, copy.deepcopy(heads.state_dict())
         if progress:
             progress.update(task, advance=1, description=f"training (loss {np.mean(losses):.3f}, val MRR {val_mrr:.3f}, best {best:.3f})")
+        save_atomically({"heads": heads.state_dict(), "optimizer": optimizer.state_dict(), "numpy_rng": rng.bit_generator.state,
+                         "torch_rng": torch.get_rng_state(), "best": best, "best_epoch": best_epoch, "best_state": best_state,
+                         "history": history, "epoch": epoch}, resume)  # fmt: skip
         if epoch - best_epoch >= settings.patience:
             break
+    epoch = len(history)
     heads.load_state_dict(best_state)
     if config.classes:
         heads.config = _choose_correction_scale(heads, data, splits["val"], settings.prior_tolerance)
@@ -215,4 +231,5 @@ def train(settings: ContrastiveSettings, cache_dir: Path, progress=None) -> Trai
     (settings.out / REPORT_FILE).write_text(
         json.dumps({"settings": settings.model_dump(mode="json"), **report.to_json()}, indent=2) + "\n"
     )
+    resume.unlink(missing_ok=True)  # finished: a new run in this folder starts over (and gets the same heads)
     return report

@@ -8,6 +8,7 @@ from PIL import Image
 
 from vlmsearch.models.protocols import GenerationOptions, Message, complete
 from vlmsearch.pipeline.types import SearchQuery, VisualFacts
+from vlmsearch.pipeline.untrusted import as_data
 from vlmsearch.pipeline.visual_search import TEXT_REGION
 
 _CHIT_CHAT = re.compile(
@@ -127,7 +128,7 @@ def rephrase_prompt(question: str, facts: VisualFacts | None, image: Image.Image
     context = ""
     if facts is not None:
         context = f"The image shows: {subject or facts.subject()}."
-        context += f" Text in the image: {' '.join(facts.ocr_text.split())}.\n" if facts.ocr_text else "\n"
+        context += f" Text in the image: {as_data(' '.join(facts.ocr_text.split()))}.\n" if facts.ocr_text else "\n"
     images = (image,) if image is not None else ()
     return [Message("system", INSTRUCTION), Message("user", f"{context}Question: {question}\nSearch query:", images=images)]
 

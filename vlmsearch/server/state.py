@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 from fastapi import Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
 from vlmsearch.engine import Engine
@@ -51,7 +52,8 @@ async def read_image(upload: UploadFile, settings: ServerSettings) -> Image.Imag
         raise ApiError(413, f"{upload.filename or 'the upload'} is over the limit of {settings.max_upload_bytes:,} bytes")
     if not data:
         raise ApiError(400, f"{upload.filename or 'the upload'} is empty", "bad_input")
-    return decode_image(data, upload.filename or "the upload", settings.max_image_pixels)
+    # Off the event loop: decoding a large image takes a while, and other requests must not wait.
+    return await run_in_threadpool(decode_image, data, upload.filename or "the upload", settings.max_image_pixels)
 
 
 class _Cancellable:

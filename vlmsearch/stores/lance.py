@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,9 @@ class LanceStore:
 
     def _run(self, query, table: str, k: int, where: str | None, score: str) -> list[dict[str, Any]]:
         if where:
+            # Lance reads one expression and silently drops anything after a ';': say so instead.
+            if ";" in re.sub(r"'(?:[^']|'')*'", "", where):
+                raise BadInputError(f"invalid filter {where!r}: a filter is one expression; ';' is not allowed")
             query = query.where(where, prefilter=True)
         try:
             return query.select([*self._columns(table), score]).limit(k).to_list()

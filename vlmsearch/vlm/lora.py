@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from vlmsearch.images import load_image
 from vlmsearch.vlm.data import Conversation
 from vlmsearch.vlm.model import IGNORE
-from vlmsearch.vlm.state import STATE_FILE, save_state, start_or_resume
+from vlmsearch.vlm.state import STATE_FILE, batch_at, save_state, start_or_resume
 
 # The language model's projections in every family we serve (Llama, Qwen2, SmolLM, Gemma); the
 # vision tower's layers have other names (q_proj in SigLIP too, hence the language-model prefix).
@@ -83,8 +83,9 @@ def train_lora(settings, train_set: list[Conversation], held_out: list[Conversat
     (VLM processors pad images and text unevenly, so per-sample steps keep it simple and exact)."""
     resume = (settings.out / STATE_FILE).is_file()
     model, processor = load_lora_model(settings.lora, settings.out if resume else settings.init)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer, step, losses, rng = start_or_resume(settings.out, trainable, settings.lr, settings.seed)
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    trainable = list(named.values())
+    optimizer, step, losses = start_or_resume(settings.out, named, settings.lr, settings.seed)
     task = progress.add_task(f"training lora ({settings.stage})", total=settings.steps, completed=step) if progress else None
     model.train()
     started, trained = time.perf_counter(), 0
@@ -92,10 +93,10 @@ def train_lora(settings, train_set: list[Conversation], held_out: list[Conversat
     def save() -> None:
         model.save_pretrained(settings.out)
         processor.save_pretrained(settings.out)
-        save_state(settings.out, optimizer, step, losses)
+        save_state(settings.out, named, optimizer, step, losses)
 
     while step < settings.steps:
-        batch = rng.sample(train_set, min(settings.batch_size, len(train_set)))
+        batch = batch_at(train_set, settings.batch_size, settings.seed, step)
         optimizer.zero_grad()
         loss = 0.0
         for conversation in batch:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from vlmsearch.vlm.model import (
     VLMConfig,
     load_lm,
 )
-from vlmsearch.vlm.state import STATE_FILE, save_state, start_or_resume
+from vlmsearch.vlm.state import STATE_FILE, batch_at, save_state, start_or_resume
 
 REPORT_FILE = "training.json"
 
@@ -113,12 +112,6 @@ def collate(model: VisionLanguageModel, items, grids: dict, max_tokens: int):
     return torch.from_numpy(np.stack([grids[str(c.image)] for c in items])), ids, mask, labels
 
 
-def _batches(conversations: list[Conversation], size: int, rng: random.Random):
-    order = list(conversations)
-    rng.shuffle(order)
-    return [order[s : s + size] for s in range(0, len(order), size)]
-
-
 def _grids(conversations: list[Conversation], config: VLMConfig, cache_dir: Path, progress) -> dict[str, np.ndarray]:
     encoder = build_model("image_embedder", config.encoder, cache_dir)
     paths = sorted({str(c.image) for c in conversations if c.image is not None})
@@ -154,33 +147,34 @@ def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLM
     if start:
         model = VisionLanguageModel.from_pretrained(start, cache_dir)
     else:
-        model = VisionLanguageModel(settings.model, *load_lm(settings.model, cache_dir))
+        lm = load_lm(settings.model, cache_dir)
+        torch.manual_seed(settings.seed)  # the adapter's initial weights: a run is a function of its seed
+        model = VisionLanguageModel(settings.model, *lm)
     if progress:
         progress.remove_task(loading)
     model.set_precision(settings.precision)
     grids = _grids(conversations, model.config, cache_dir, progress)
-    trainable = [p for n, p in model.named_parameters() if not n.startswith("lm.") or ".block." in n]
-    optimizer, step, losses, rng = start_or_resume(settings.out, trainable, settings.lr, settings.seed)
+    named = {n: p for n, p in model.named_parameters() if not n.startswith("lm.") or ".block." in n}
+    trainable = list(named.values())
+    optimizer, step, losses = start_or_resume(settings.out, named, settings.lr, settings.seed)
     model.train()
     model.lm.eval()  # frozen, and no dropout in the LM
     task = progress.add_task(f"training vlm ({settings.stage})", total=settings.steps, completed=step) if progress else None
     started, trained = time.perf_counter(), 0
     while step < settings.steps:
-        for batch in _batches(train_set, settings.batch_size, rng):
-            if step >= settings.steps:
-                break
-            loss = model(*collate(model, batch, grids, settings.max_tokens)).loss
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            optimizer.step()
-            step, trained = step + 1, trained + len(batch)
-            losses.append(round(loss.item(), 4))
-            if progress:
-                progress.update(task, advance=1, description=f"training vlm ({settings.stage}, loss {loss.item():.3f})")
-            if step % settings.save_every == 0 or step == settings.steps:
-                model.save_pretrained(settings.out)
-                save_state(settings.out, optimizer, step, losses)
+        batch = batch_at(train_set, settings.batch_size, settings.seed, step)
+        loss = model(*collate(model, batch, grids, settings.max_tokens)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        step, trained = step + 1, trained + len(batch)
+        losses.append(round(loss.item(), 4))
+        if progress:
+            progress.update(task, advance=1, description=f"training vlm ({settings.stage}, loss {loss.item():.3f})")
+        if step % settings.save_every == 0 or step == settings.steps:
+            save_state(settings.out, named, optimizer, step, losses)
+            model.save_pretrained(settings.out)
     seconds = time.perf_counter() - started
     model.eval()
     with torch.no_grad():

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
@@ -90,7 +91,8 @@ def sources_text(answer: Answer, base_url: str) -> str:
 @router.post("/v1/chat/completions", summary="OpenAI-compatible chat: the last user message (text + image) answered by a pipeline")
 async def chat_completions(request: Request, body: ChatRequest):
     app = state(request)
-    question, image = _question(body, app.settings.max_upload_bytes, app.settings.max_image_pixels)
+    # Off the event loop: decoding a large image takes a while, and other requests must not wait.
+    question, image = await run_in_threadpool(_question, body, app.settings.max_upload_bytes, app.settings.max_image_pixels)
     runner = app.engine.pipeline(_pipeline(body.model))
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     base_url = str(request.base_url)
