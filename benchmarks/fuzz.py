@@ -327,33 +327,40 @@ def upload_corpus(store: Path, files: list[Path], log: Path) -> dict:
     from benchmarks.serve import _memory_mb, _serve
 
     process, url = _serve(store, log)
-    statuses: dict[int, int] = {}
+    statuses: dict[str, dict[int, int]] = {"search": {}, "index": {}}
+    examples: dict[str, str] = {}
     try:
         uploads = [f for f in files if f.is_file() and not f.is_symlink() and os.access(f, os.R_OK)]
+        jobs = []
         with httpx.Client(base_url=url, timeout=300) as client:
-            for f in uploads:  # every file as an image to search by (the decoder path of /v1/ask too)
+            for f in uploads:  # each file as an image to search by (the decoder path of /v1/ask too), and to index
                 name = os.fsencode(f.name).decode("utf-8", "replace")
-                status = client.post("/v1/search", files={"image": (name, f.read_bytes())}).status_code
-                statuses[status] = statuses.get(status, 0) + 1
-            jobs = []
-            for start in range(0, len(uploads), 50):  # and as files to index, 50 per request
-                batch = [("files", (os.fsencode(f.name).decode("utf-8", "replace"), f.read_bytes())) for f in uploads[start : start + 50]]
-                response = client.post("/v1/index", files=batch)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-                if response.status_code == 202:
-                    jobs.append(response.json()["id"])
-            finished = 0
+                for route, response in (
+                    ("search", client.post("/v1/search", files={"image": (name, f.read_bytes())})),
+                    ("index", client.post("/v1/index", files=[("files", (name, f.read_bytes()))])),
+                ):
+                    statuses[route][response.status_code] = statuses[route].get(response.status_code, 0) + 1
+                    if response.status_code >= 400:
+                        examples.setdefault(f"{route} {response.status_code}", f"{name}: {response.json()['error']['message']}")
+                    if route == "index" and response.status_code == 202:
+                        jobs.append(response.json()["id"])
+            outcomes = {"done": 0, "failed files": 0, "added": 0, "unnamed failures": 0}
             for job in jobs:
                 while (state := client.get(f"/v1/jobs/{job}").json())["state"] in ("queued", "running"):
-                    time.sleep(1)
-                finished += state["state"] == "done"
+                    time.sleep(0.2)
+                report = state.get("report") or {}
+                outcomes["done"] += state["state"] == "done"
+                outcomes["added"] += report.get("added", 0)
+                outcomes["failed files"] += len(report.get("failed", []))
+                outcomes["unnamed failures"] += sum(not f.get("error") for f in report.get("failed", []))
             healthy = client.get("/healthz").status_code == 200
         memory = _memory_mb(process.pid)
     finally:
         process.terminate()
         process.wait(30)
-    return {"requests": sum(statuses.values()), "statuses": {str(k): v for k, v in sorted(statuses.items())},
-            "5xx": sum(v for k, v in statuses.items() if k >= 500), "index_jobs": len(jobs), "jobs_done": finished,
+    every = [code for route in statuses.values() for code, n in route.items() for _ in range(n)]
+    return {"requests": len(every), "statuses": {route: {str(k): v for k, v in sorted(codes.items())} for route, codes in statuses.items()},
+            "5xx": sum(code >= 500 for code in every), "index_jobs": len(jobs), "jobs": outcomes, "examples": examples,
             "healthy_after": healthy, "server_rss_mb": memory}  # fmt: skip
 
 

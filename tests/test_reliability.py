@@ -63,8 +63,8 @@ def test_status_reports_counts_without_loading_models(indexed_store, tmp_path):
 
 @pytest.mark.timeout(900)
 def test_ingest_killed_at_random_moments_leaves_a_sound_store_and_finishes_like_a_clean_run():
-    result = crash.run(images=24, documents=2, kills=3, window=(6.0, 16.0), seed=1, batch_size=4)
-    assert result["kills"] >= 3 and result["kills_with_store_errors"] == 0
+    result = crash.run(images=24, documents=2, kills=1, per_round=3, window=(5.0, 14.0), seed=1, batch_size=4)
+    assert result["runs"] == 3 and result["kills"] >= 1 and result["kills_with_store_errors"] == 0
     assert result["every_round_same_as_clean_run"]
     assert result["clean_counts"]["images"] == 24 and result["clean_counts"]["passages"] > 0
 
@@ -74,11 +74,11 @@ def test_hostile_files_cost_only_themselves(indexed_store, tmp_path):
     """A small run of benchmarks/fuzz.py: decoders a file at a time, then `index` into a store in use."""
     store = tmp_path / "store"
     shutil.copytree(indexed_store, store)
-    corpus = fuzz.build_corpus(tmp_path / "corpus", files=150, seed=3)
-    assert len(corpus) >= 150
+    corpus = fuzz.build_corpus(tmp_path / "corpus", files=120, seed=3)
+    assert len(corpus) >= 120
     decoded = fuzz.decode_all(corpus)
-    assert decoded["crashes"] == 0 and decoded["hangs"] == [] and decoded["refused"] > 50, decoded["crash_examples"]
+    assert decoded["crashes"] == 0 and decoded["hangs"] == [] and decoded["refused"] > 40, decoded["crash_examples"]
     indexed = fuzz.index_corpus(store, tmp_path / "corpus")
     assert indexed["exit_code"] == 0 and not indexed["traceback"]
     assert indexed["stored_before_intact"] and indexed["doctor_errors"] == []
-    assert indexed["failed"] > 50 and indexed["failures_without_reason"] == 0 and indexed["added"] > 0
+    assert indexed["failed"] > 40 and indexed["failures_without_reason"] == 0 and indexed["added"] > 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
 import warnings
 from pathlib import Path
@@ -59,11 +60,19 @@ def _within_limit(image: Image.Image, name: str, max_pixels: int) -> None:
         image.draft("RGB", (math.ceil(width / scale), math.ceil(height / scale)))  # the decoder's own 1/2, 1/4, 1/8
         if image.width * image.height <= max_pixels:
             return
+    needed = 8 * width * height
+    if needed > _memory_bytes():
+        raise TooLargeError(f"{name}: the file claims {width}x{height} = {width * height:,} pixels, more than this "
+                            f"machine's memory could decode (~{needed / 2**30:,.0f} GiB): a decompression bomb or a damaged header")  # fmt: skip
     raise TooLargeError(
         f"{name}: image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,} "
-        f"(a decompression bomb or a huge drawing; decoding it takes up to ~{8 * width * height / 2**30:.1f} GiB of memory); "
+        f"(a decompression bomb or a huge drawing; decoding it takes up to ~{needed / 2**30:.1f} GiB of memory); "
         f"to allow it: vlmsearch --set ingest.max_image_pixels={width * height} ..."
     )
+
+
+def _memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def decode_image(data: bytes, name: str, max_pixels: int, max_side: int | None = None) -> Image.Image:

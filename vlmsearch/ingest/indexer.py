@@ -134,8 +134,8 @@ class Indexer:
         part = IngestReport()
         try:
             step(batch, part)
-        except (VlmsearchError, OSError):
-            raise  # settings, model servers, a full disk: every file would fail the same way
+        except VlmsearchError:
+            raise  # settings, missing weights, a model server down: every file would fail the same way
         except Exception as exc:  # noqa: BLE001 (see the docstring)
             if len(batch) > 1:
                 for item in batch:
