@@ -57,7 +57,7 @@ def _encode(image: Image.Image, format: str) -> bytes:
     return out.getvalue()
 
 
-def _text_pdf(text: str) -> bytes:
+def text_pdf(text: str) -> bytes:
     """A minimal PDF with a text layer, written by hand (offsets computed, so it is valid)."""
     stream = f"BT /F1 18 Tf 40 700 Td ({text}) Tj ET".encode()
     objects = [
@@ -67,10 +67,10 @@ def _text_pdf(text: str) -> bytes:
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
-    return _pdf(objects)
+    return pdf(objects)
 
 
-def _pdf(objects: list[bytes], trailer_extra: bytes = b"") -> bytes:
+def pdf(objects: list[bytes], trailer_extra: bytes = b"") -> bytes:
     out, offsets = bytearray(b"%PDF-1.4\n"), []
     for n, body in enumerate(objects, 1):
         offsets.append(len(out))
@@ -86,15 +86,15 @@ def _hostile_pdfs() -> dict[str, bytes]:
     bomb = zlib.compress(b" " * (512 * 2**20), 9)  # 512 MiB of spaces in ~0.5 MiB
     page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>"
     return {
-        "zip_bomb.pdf": _pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", page,
+        "zip_bomb.pdf": pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", page,
                               b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(bomb) + bomb + b"\nendstream"]),
-        "pages_loop.pdf": _pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [2 0 R 3 0 R] /Count 2 >>",
+        "pages_loop.pdf": pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [2 0 R 3 0 R] /Count 2 >>",
                                 b"<< /Type /Pages /Kids [2 0 R] /Parent 2 0 R /Count 1 >>"]),
-        "parent_loop.pdf": _pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 /Parent 3 0 R >>",
+        "parent_loop.pdf": pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 /Parent 3 0 R >>",
                                  b"<< /Type /Page /Parent 2 0 R /Contents 3 0 R >>"]),
-        "xref_prev_loop.pdf": _pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"], b"/Prev 9 "),
-        "self_reference.pdf": _pdf([b"<< /Type /Catalog /Pages 1 0 R >>"]),
-        "million_pages.pdf": _pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1000000 >>", page]),
+        "xref_prev_loop.pdf": pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"], b"/Prev 9 "),
+        "self_reference.pdf": pdf([b"<< /Type /Catalog /Pages 1 0 R >>"]),
+        "million_pages.pdf": pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1000000 >>", page]),
     }  # fmt: skip
 
 
@@ -166,7 +166,7 @@ def build_corpus(folder: Path, files: int = 1000, seed: int = 0) -> list[Path]:
 
     seeds = _seed_images()
     valid = {(n, fmt): _encode(image, fmt) for n, image in enumerate(seeds) for fmt in IMAGE_FORMATS}
-    pdfs = {"text": _text_pdf("Okapis live in the Ituri forest"), "scan": _encode(seeds[0].convert("RGB"), "PDF")}
+    pdfs = {"text": text_pdf("Okapis live in the Ituri forest"), "scan": _encode(seeds[0].convert("RGB"), "PDF")}
     for name, data in {**_hostile_pdfs(), **_texts()}.items():
         put(name, data)
     png, jpeg, gif, bmp = (valid[0, f] for f in ("PNG", "JPEG", "GIF", "BMP"))

@@ -94,12 +94,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(store: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def _serve(store: Path, log: Path, *options: str, address: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
+    """A `vlmsearch serve` subprocess with `options`, once healthy, and its URL at `address`."""
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "vlmsearch.cli", "--store", str(store), "serve", "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "vlmsearch.cli", "--store", str(store), "serve", "--port", str(port), *options],
                                stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{address}:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:

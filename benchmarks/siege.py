@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.serve import _free_port, _memory_mb
+from benchmarks.serve import _memory_mb, _serve
 from vlmsearch.demo import collection
 from vlmsearch.knowledge.wordnet import WordNet
 
@@ -43,25 +43,6 @@ def own_address() -> str:
             return probe.getsockname()[0]
         except OSError:
             return "127.0.0.1"
-
-
-def _serve(store: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    command = [sys.executable, "-m", "vlmsearch.cli", "--store", str(store), "serve", "--host", "0.0.0.0", "--port", str(port),
-               "--api-key", KEY]  # fmt: skip
-    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    url = f"http://{own_address()}:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(1)
-    process.kill()
-    raise RuntimeError("the server did not start in 300 s")
 
 
 def _client_loop(url: str, n: int, until: float, photo: bytes) -> list[dict]:
@@ -162,7 +143,7 @@ def run(clients: int = 50, seconds: float = 60, slow_connections: int = 20) -> d
         collection.wordnet_documents(root / "docs", WordNet())
         subprocess.run([sys.executable, "-m", "vlmsearch.cli", "--store", str(root / "store"), "index", str(root / "photos"),
                         str(root / "docs")], check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
-        process, url = _serve(root / "store", root / "serve.log")
+        process, url = _serve(root / "store", root / "serve.log", "--host", "0.0.0.0", "--api-key", KEY, address=own_address())
         memory, stop_sampling = [], threading.Event()
         sampler = threading.Thread(target=_sample_memory, args=(process.pid, memory, stop_sampling))
         sampler.start()

@@ -2,33 +2,13 @@ import re
 
 import pytest
 
+from benchmarks.fuzz import text_pdf
 from vlmsearch.errors import BadInputError
 from vlmsearch.ingest.documents import chunk_text, extract_text
 
 
-def minimal_pdf(text: str) -> bytes:
-    """A real one-page PDF with a text stream, offsets and all (no PDF writer is installed)."""
-    stream = f"BT /F1 24 Tf 72 720 Td ({text}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
-def test_pdf_text(tmp_path):
-    assert "Cats sleep a lot" in extract_text(tmp_path / "a.pdf", minimal_pdf("Cats sleep a lot"))
+def test_pdf_text(tmp_path):  # text_pdf: a real PDF written by hand (no PDF writer is installed)
+    assert "Cats sleep a lot" in extract_text(tmp_path / "a.pdf", text_pdf("Cats sleep a lot"))
 
 
 def test_broken_pdf(tmp_path):
