@@ -7,7 +7,7 @@ Each case gets its own store: its document (carrying the attack, or clean when t
 image) and, for image cases, a picture of the text. Measured with our defence and without it (the
 text filter off and the system prompt's warning removed; the reminder after the data stays).
 
-    python -m benchmarks.injection [--limit N] [--pipeline llm --pipeline vlm]
+    python -m benchmarks.injection [--limit N] [--pipeline llm --pipeline vlm] [--defence both|on|off]
 The set: benchmarks/data/injection.jsonl.
 """
 
@@ -150,9 +150,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--pipeline", action="append", choices=["llm", "vlm"])
+    parser.add_argument("--defence", choices=["both", "on", "off"], default="both")
     args = parser.parse_args()
+    defended = {"both": (True, False), "on": (True,), "off": (False,)}[args.defence]
     with Progress() as progress:
-        result = run(tuple(args.pipeline or ("llm", "vlm")), args.limit, progress=progress)
+        result = run(tuple(args.pipeline or ("llm", "vlm")), args.limit, defended, progress=progress)
     print_table(f"prompt injection: {result['cases']} cases ({CASES.name})", result["summary"])
     failed = [r for r in result["results"] if r["defended"] and not r["passed"]]
     print_table("failed with the defence on", [{"what": r["id"], "pipeline": r["pipeline"], "answer": r["answer"][:100]} for r in failed])

@@ -13,12 +13,14 @@ _TEMPLATE_TOKENS = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|\[/?INST\]", re.IGNORECA
 # Sentences that talk to the assistant instead of about the world: the usual shapes of prompt injection,
 # in English and the most common other languages of attacks (French, German, Spanish, Russian, Chinese).
 _ADDRESSED = "|".join([
-    # English: "ignore the previous instructions", "reply only with", "you are now", "your new task is"
+    # English: "ignore the previous instructions", "reply only with", "you are now", "your new task"
     r"(?:ignore|disregard|forget|override)\b[^.!?\n]{0,60}\b(?:instructions?|prompts?|rules|everything|above|previous|prior|sources?|context)",
-    r"(?:reply|respond|answer|output|print|write)\s+only\b", r"(?:reply|respond|answer|say)\s+with\s+the\s+(?:word|code|phrase|text)",
-    r"you\s+(?:are|must|should)\s+now", r"your\s+(?:new\s+)?(?:task|job|role)\s+is", r"system\s+prompt",
-    r"new\s+instructions?", r"always\s+(?:answer|reply|respond|say|end|write)",
-    r"(?:dear\s+)?(?:ai|assistant|chatbot|language\s+model|llm)\b[,:]?[^.!?\n]{0,80}\b(?:please|must|should|include|write|reply|say)",
+    r"(?:reply|respond|answer|output|print)\s+only\s+(?:with|the\s+word)", r"(?:reply|respond|answer|say)\s+with\s+the\s+(?:word|code|phrase)",
+    r"you\s+(?:are|must|should)\s+now", r"your\s+new\s+(?:task|job|role|instructions?)", r"system\s+prompt",
+    r"new\s+instructions?", r"always\s+(?:answer|reply|respond)\b", r"(?:must|should)\s+end\s+every\s+(?:answer|reply|response)",
+    # a model addressed directly: "Dear AI assistant, ...", "Assistant: reply with ..."
+    r"(?:dear|hey|hello|attention)\s+(?:ai|assistant|chatbot|language\s+model|llm)\b",
+    r"(?:ai|assistant|chatbot|language\s+model|llm)\s*[,:-]\s*(?:please|you\s+(?:must|should)|always|never|include|reply|say|write)\b",
     # French, German, Spanish, Russian, Chinese: "ignore the instructions", "answer only"
     r"ignor(?:ez|e|er)\b[^.!?\n]{0,40}\binstructions", r"répond(?:ez|s)?\s+(?:uniquement|seulement)",
     r"(?:ignorier(?:e|en)?|vergiss)\b[^.!?\n]{0,40}\banweisungen", r"antworte\s+nur",
