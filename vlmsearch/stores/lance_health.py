@@ -82,8 +82,8 @@ class _Scan:
         }  # fmt: skip
 
 
-def check(store: LanceStore) -> StoreHealth:
-    scan = _Scan(store)
+def check(store: LanceStore, scan: _Scan | None = None) -> StoreHealth:
+    scan = scan or _Scan(store)
     health = StoreHealth(store=str(store.path), counts=store.count())
     for name in store._tables:
         health.add(name, "duplicate id", sorted(scan.duplicates[name]))
@@ -111,7 +111,8 @@ def repair(store: LanceStore) -> StoreHealth:
     """Delete what `check` calls broken (whole documents, with their topics, where a passage is), then
     rebuild the indices. Returns the health before the repair; `index` on the same folders restores
     the deleted rows."""
-    health, scan = check(store), _Scan(store)
+    scan = _Scan(store)
+    health = check(store, scan)  # one pass over the tables serves the report and the repair
     images = scan.duplicates[IMAGES] | scan.bad_vectors[IMAGES]
     docs = scan.torn_documents() | {scan.passage_doc[i] for i in scan.duplicates[PASSAGES] | scan.bad_vectors[PASSAGES]}
     topics_of = {doc for doc, _ in (scan.topics[i] for i in scan.orphan_topics() | scan.duplicates.get(TOPICS, set())
