@@ -99,7 +99,7 @@ def run(pipelines=("llm", "vlm"), limit: int = 0, defended=(True, False), progre
             folder.mkdir()
             (folder / f"{case['subject']}.md").write_text(case["document"])
             engine._store = None
-            engine.settings = engine.settings.model_copy(update={"store_dir": root / f"store{n}"})
+            engine.settings = engine.settings.model_copy(update={"store": str(root / f"store{n}")})
             engine.index([folder])
             image = sign(case["image_text"]) if case["carrier"] == "image" else None
             for pipeline in pipelines:

@@ -73,7 +73,8 @@ def test_a_person_judges_every_pair_with_keys_and_clicks_and_resumes(server, sbs
         page.click("#who button")
         expect(page.locator("#question")).to_have_text(PAIRS[0]["question"])
         expect(page.locator("#progress")).to_have_text("0 of 2 judged")
-        assert page.evaluate("document.querySelector('#picture img').complete && document.querySelector('#picture img').naturalWidth > 0")
+        # The picture loads after the text: wait for it (up to 10 s) rather than race it.
+        page.wait_for_function("document.querySelector('#picture img')?.complete && document.querySelector('#picture img').naturalWidth > 0", timeout=10_000)
         answers = {page.text_content("#left").split("\n")[0], page.text_content("#right").split("\n")[0]}
         assert answers == {PAIRS[0]["a"], PAIRS[0]["b"]}  # both answers, sides hidden
         expect(page.locator("#submit")).to_be_disabled()

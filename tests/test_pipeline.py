@@ -76,7 +76,8 @@ def test_no_text_in_the_image_and_a_pointing_question(engine):
 
 def test_text_in_the_image_reaches_the_models(engine):
     answer = engine.ask("when does this shop open?", text_image("OPEN 9AM"), pipeline="llm")
-    assert "OPEN 9AM" in answer.trace[0].output["text"] and answer.trace[0].output["ocr_text"] == "OPEN 9AM"
+    read = answer.trace[0].output["ocr_text"]
+    assert read.replace(" ", "") == "OPEN9AM" and read in answer.trace[0].output["text"]  # spacing is the OCR's own
     assert "9" in answer.answer
 
 

@@ -133,8 +133,8 @@ class AnswerSettings(_Frozen):
     max_caption_tokens: int = 120
 
 
-def default_store_dir() -> Path:
-    return Path(os.environ.get("VLMSEARCH_STORE") or platformdirs.user_data_path("vlmsearch") / "store")
+def default_store() -> str:
+    return os.environ.get("VLMSEARCH_STORE") or str(platformdirs.user_data_path("vlmsearch") / "store")
 
 
 def default_cache_dir() -> Path:
@@ -142,7 +142,7 @@ def default_cache_dir() -> Path:
 
 
 class Settings(_Frozen):
-    store_dir: Path = Field(default_factory=default_store_dir)
+    store: str = Field(default_factory=default_store)  # a folder (LanceDB) or a Milvus URI (stores/location.py)
     cache_dir: Path = Field(default_factory=default_cache_dir)
     profile: Profile = Field(default_factory=lambda: Profile.load("offline"))
     ingest: IngestSettings = IngestSettings()
@@ -161,7 +161,7 @@ class Settings(_Frozen):
         `overrides` are "section.key=value" strings (`--set ingest.max_image_pixels=300000000`)."""
         values: dict[str, Any] = {}
         if store is not None:
-            values["store_dir"] = Path(store)
+            values["store"] = str(store)
         profile = profile or os.environ.get("VLMSEARCH_PROFILE")
         if profile:
             values["profile"] = Profile.load(profile)

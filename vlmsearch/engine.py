@@ -50,7 +50,7 @@ class Engine:
             )  # fmt: skip
             search = self.settings.search
             self._store = open_store(
-                self.settings.store_dir, info, ann_min_rows=search.ann_min_rows, ann_refine_factor=search.ann_refine_factor
+                self.settings.store, info, ann_min_rows=search.ann_min_rows, ann_refine_factor=search.ann_refine_factor
             )
         return self._store
 
@@ -62,7 +62,18 @@ class Engine:
             self._wordnet = WordNet() if DEFAULT_DATA_NOUN.is_file() else False  # cards are optional
         return self._wordnet or None
 
-    def index(self, paths: Sequence[Path | str], progress=None) -> IngestReport:
+    def index(self, paths: Sequence[Path | str], progress=None, engine: str = "local", address: str | None = None) -> IngestReport:
+        """`engine`: "local" (this process) or "ray" (Ray Data: a local Ray, or the cluster at `address`)."""
+        if engine not in ("local", "ray"):
+            raise ConfigError(f"unknown ingest engine {engine!r}; engines: local, ray")
+        if address and engine != "ray":
+            raise ConfigError("--address names a Ray cluster: it needs --engine ray")
+        if engine == "ray":
+            from vlmsearch.ingest.ray_engine import index_with_ray, start_ray
+
+            start_ray(address)
+            indexer = Indexer(self.models, self.store, self.settings.ingest, self.wordnet)
+            return index_with_ray(indexer, self.settings, [Path(p) for p in paths], address=address, progress=progress)
         indexer = Indexer(self.models, self.store, self.settings.ingest, self.wordnet)
         return indexer.run([Path(p) for p in paths], progress=progress)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,7 +14,7 @@ app = typer.Typer(help="vlmsearch: multimodal search and answers over your image
 
 @app.callback()
 def main(
-    store: Annotated[Path | None, typer.Option(help="Store directory [default: $VLMSEARCH_STORE or a per-user data dir]")] = None,
+    store: Annotated[str | None, typer.Option(help="Store: a folder (LanceDB), milvus:///file.db (Milvus Lite) or milvus://host:19530/name [default: $VLMSEARCH_STORE or a per-user data dir]")] = None,
     profile: Annotated[str | None, typer.Option(help="Model profile: offline, hf-cpu, or a .toml file [default: $VLMSEARCH_PROFILE or offline]")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Change a setting: SECTION.KEY=VALUE, e.g. ingest.max_image_pixels=700000000 (repeatable)")] = None,
 ) -> None:
@@ -24,5 +23,6 @@ def main(
 
 library.register(app)
 answers.register(app)
+app.add_typer(library.store_app, name="store")
 app.add_typer(eval.eval_app, name="eval")
 app.add_typer(train.train_app, name="train")

@@ -137,5 +137,5 @@ def serve(
         fail(exc)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("vlmsearch").setLevel(logging.INFO)  # ours, not every library's chatter
-    console.print(f"vlmsearch: http://{host}:{port}/  (API docs: /docs; store {engine.settings.store_dir})")
+    console.print(f"vlmsearch: http://{host}:{port}/  (API docs: /docs; store {engine.settings.store})")
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=30)

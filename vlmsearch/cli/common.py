@@ -4,7 +4,6 @@ Only the CLI (and the server) prints or exits; the library raises."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -26,7 +25,7 @@ out = Console()
 
 
 class State:
-    store: Path | None = None
+    store: str | None = None
     profile: str | None = None
     overrides: list[str] = []  # --set SECTION.KEY=VALUE
 

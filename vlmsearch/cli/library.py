@@ -46,6 +46,8 @@ def index(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders of images and documents")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Files per model batch and store commit")] = None,
+    ingest_engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (Ray Data: an actor pool per model)")] = "local",
+    address: Annotated[str | None, typer.Option(help="With --engine ray: a cluster, 'auto' or ray://head:10001 [default: a local Ray]")] = None,
 ) -> None:
     """Index images (tags, OCR, features, info cards) and documents (passages). Safe to re-run."""
     try:
@@ -54,7 +56,7 @@ def index(
             settings = engine.settings
             engine.settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"batch_size": batch_size})})
         with progress_bar() as progress:
-            report = engine.index(paths, progress=progress)
+            report = engine.index(paths, progress=progress, engine=ingest_engine, address=address)
     except VlmsearchError as exc:
         fail(exc)
     if as_json:
@@ -77,7 +79,7 @@ def search(
     image: Annotated[Path | None, typer.Option(help="Find images similar to this one")] = None,
     docs: Annotated[bool, typer.Option("--docs", help="Search document passages instead of images")] = False,
     k: Annotated[int, typer.Option("-k", min=1, max=1000, help="How many hits")] = 10,
-    where: Annotated[str | None, typer.Option(help="SQL filter on stored fields, e.g. \"path LIKE '%cats%'\"")] = None,
+    where: Annotated[str | None, typer.Option(help="Filter on stored fields, e.g. \"path LIKE '%cats%'\" (SQL on LanceDB; a Milvus expression on Milvus, with = read as ==)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print hits as a JSON array")] = False,
 ) -> None:
     """Search images by text (default) or by --image, or document passages (--docs)."""
@@ -162,10 +164,10 @@ def models() -> None:
         out.print(table)
 
 
-def _store_dir() -> Path:
-    from vlmsearch.config import default_store_dir
+def _store() -> str:
+    from vlmsearch.config import default_store
 
-    return state.store or default_store_dir()
+    return state.store or default_store()
 
 
 def status(as_json: Annotated[bool, typer.Option("--json", help='Print {"images", "passages", "store", "profile"}')] = False) -> None:
@@ -175,11 +177,11 @@ def status(as_json: Annotated[bool, typer.Option("--json", help='Print {"images"
 
     try:
         settings = Settings.create(store=state.store, profile=state.profile, overrides=state.overrides)
-        counts = open_existing_store(settings.store_dir).count() if stored_info(settings.store_dir) else {}
+        counts = open_existing_store(settings.store).count() if stored_info(settings.store) else {}
     except VlmsearchError as exc:
         fail(exc)
     report = {"images": counts.get("images", 0), "passages": counts.get("passages", 0),
-              "topics": counts.get("topics", 0), "store": str(settings.store_dir), "profile": settings.profile.name}  # fmt: skip
+              "topics": counts.get("topics", 0), "store": settings.store, "profile": settings.profile.name}  # fmt: skip
     if as_json:
         out.print_json(json.dumps(report))
     else:
@@ -195,7 +197,7 @@ def doctor(
     from vlmsearch.stores import open_existing_store
 
     try:
-        store = open_existing_store(_store_dir())
+        store = open_existing_store(_store())
         health = store.repair() if fix else store.check()
     except VlmsearchError as exc:
         fail(exc)
@@ -215,3 +217,30 @@ def doctor(
                                                if fix else f"{errors} problems: `vlmsearch doctor --fix` deletes the broken rows"))  # fmt: skip
     if not health.ok and not fix:
         raise typer.Exit(1)
+
+
+store_app = typer.Typer(help="Whole stores: copy between LanceDB and Milvus, or between machines.", no_args_is_help=True)
+
+
+@store_app.command("copy")
+def copy(
+    source: Annotated[str, typer.Argument(help="The store to read: a folder, milvus:///file.db or milvus://host:19530/name")],
+    target: Annotated[str, typer.Argument(help="Where to write (created with the source's embedders if absent)")],
+) -> None:
+    """Copy every image, passage and topic, vectors included (nothing is re-embedded). Safe to re-run:
+    only rows the target lacks are written."""
+    from vlmsearch.stores.copy import copy_store
+
+    try:
+        with progress_bar() as progress:
+            tasks: dict[str, int] = {}
+
+            def on_batch(table: str, done: int, total: int) -> None:
+                if table not in tasks:
+                    tasks[table] = progress.add_task(f"copying {table}", total=total)
+                progress.update(tasks[table], completed=done)
+
+            added = copy_store(source, target, progress=on_batch)
+    except VlmsearchError as exc:
+        fail(exc)
+    out.print(f"copied to {target}: " + ", ".join(f"{n} {table}" for table, n in added.items()) + " added", highlight=False)

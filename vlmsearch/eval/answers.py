@@ -94,7 +94,7 @@ def eval_engine(settings: Settings, docs: Path, store: Path | None = None, progr
     if not docs.is_dir():
         raise BadInputError(f"{docs}: not a folder of documents (give --docs)")
     with tempfile.TemporaryDirectory(prefix="vlmsearch-eval-") as temporary:
-        engine = Engine(settings.model_copy(update={"store_dir": store or Path(temporary)}))
+        engine = Engine(settings.model_copy(update={"store": str(store or temporary)}))
         report = engine.index([docs], progress=progress)
         if report.failed and not (report.added or report.unchanged or report.updated):
             raise BadInputError(f"{docs}: no document could be indexed ({report.failed[0].path}: {report.failed[0].error})")

@@ -68,7 +68,7 @@ def evaluate_text_to_image(
         raise BadInputError(f"targets not found in {images}: {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
     with tempfile.TemporaryDirectory(prefix="vlmsearch-eval-") as store:
         ingest = settings.ingest.model_copy(update={"index_file_names": file_names})
-        engine = Engine(settings.model_copy(update={"store_dir": Path(store), "ingest": ingest}))
+        engine = Engine(settings.model_copy(update={"store": str(store), "ingest": ingest}))
         indexed = engine.index([images], progress=progress)
         task = progress.add_task("searching", total=len(queries)) if progress else None
         ranks = []

@@ -100,7 +100,12 @@ class Jobs:
 
     @property
     def uploads(self) -> Path:
-        return self.settings.uploads or self.engine.settings.store_dir.parent / f"{self.engine.settings.store_dir.name}-uploads"
+        from vlmsearch.stores import local_folder, parse_location
+
+        settings = self.engine.settings
+        location = parse_location(settings.store)
+        name = location.path.name if location.path else location.name
+        return self.settings.uploads or local_folder(location, settings.cache_dir) / f"{name}-uploads"
 
     def start(self, paths: list[Path], files: int) -> Job:
         job = Job(uuid.uuid4().hex[:12], files=files)

@@ -137,4 +137,4 @@ def _usable(engine, pipeline: str) -> bool:
 async def healthz(request: Request) -> dict:
     app = state(request)
     counts = await run_in_threadpool(app.engine.store.count)
-    return {"status": "ok", "profile": app.engine.settings.profile.name, "store": str(app.engine.settings.store_dir), **counts}
+    return {"status": "ok", "profile": app.engine.settings.profile.name, "store": app.engine.settings.store, **counts}

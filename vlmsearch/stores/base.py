@@ -1,0 +1,223 @@
+"""What every store does the same way, on a few primitives each backend provides.
+
+A backend (LanceDB, Milvus) implements dense search, keyword (BM25) search, rows by id and a scan of
+a table; the public reads, the hybrid fusion, `doctor` and `store copy` are written once, here, so
+the backends cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from vlmsearch.errors import ConfigError
+from vlmsearch.records import (
+    ImageHit,
+    ImageRecord,
+    InfoCard,
+    PassageHit,
+    PassageRecord,
+    Tag,
+    TopicHit,
+    TopicRecord,
+)
+from vlmsearch.stores.health import IndexState, StoreHealth
+from vlmsearch.stores.protocol import StoreInfo
+from vlmsearch.stores.rrf import rrf_fuse
+
+IMAGES, PASSAGES, TOPICS = "images", "passages", "topics"
+KEYWORD_COLUMN = {IMAGES: "description", PASSAGES: "text", TOPICS: "topic"}  # what BM25 matches
+VECTOR_COLUMNS = {IMAGES: ("features", "text_vector", "joint"), PASSAGES: ("vector",), TOPICS: ("joint",)}
+Row = dict[str, Any]  # a table row: scalar columns; vectors only where a scan asks for them
+
+
+def refuse_other_embedders(location: str, stored: StoreInfo, info: StoreInfo) -> None:
+    """Vectors of other embedders mean nothing to this profile's queries: refuse, and say why."""
+    if (stored.image_embedder, stored.text_embedder) != (info.image_embedder, info.text_embedder):
+        raise ConfigError(
+            f"store {location} was built with image embedder {stored.image_embedder!r} and text embedder "
+            f"{stored.text_embedder!r}, but this profile uses {info.image_embedder!r} and "
+            f"{info.text_embedder!r}: use the profile it was built with, or another --store"
+        )
+
+
+def card_from_json(text: str | None) -> InfoCard | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    return InfoCard(**{**data, "hypernyms": tuple(data.get("hypernyms", ()))})
+
+
+def card_to_json(card: InfoCard | None) -> str | None:
+    return json.dumps(card.__dict__) if card else None
+
+
+def image_hit(row: Row, score: float) -> ImageHit:
+    return ImageHit(
+        id=row["id"], path=row["path"], score=float(score),
+        tags=tuple(Tag(t["label"], float(t["score"]), t.get("synset")) for t in row["tags"] or ()),
+        ocr_text=row["ocr_text"] or "", card=card_from_json(row["card"]), caption=row["caption"] or "",
+    )  # fmt: skip
+
+
+def passage_hit(row: Row, score: float) -> PassageHit:
+    return PassageHit(**{f: row[f] for f in ("id", "doc_id", "source", "position", "text")}, score=float(score))
+
+
+def _vector(value) -> np.ndarray | None:
+    return None if value is None else np.asarray(value, dtype=np.float32)
+
+
+def record(table: str, row: Row) -> ImageRecord | PassageRecord | TopicRecord:
+    """A scanned row (all columns) as the record that wrote it (`store copy`, `doctor`)."""
+    if table == IMAGES:
+        tags = tuple(Tag(t["label"], float(t["score"]), t.get("synset")) for t in row["tags"] or ())
+        return ImageRecord(
+            id=row["id"], path=row["path"], width=row["width"], height=row["height"], tags=tags,
+            ocr_text=row["ocr_text"] or "", card=card_from_json(row["card"]), description=row["description"] or "",
+            features=_vector(row["features"]), text_vector=_vector(row["text_vector"]), joint=_vector(row.get("joint")),
+            caption=row["caption"] or "", metadata=json.loads(row["metadata"] or "{}"),
+        )  # fmt: skip
+    if table == PASSAGES:
+        return PassageRecord(row["id"], row["doc_id"], row["source"], row["position"], row["text"], _vector(row["vector"]))
+    return TopicRecord(row["id"], row["doc_id"], row["source"], row["topic"], tuple(row["positions"] or ()), _vector(row["joint"]))
+
+
+class StoreBase:
+    """The reads of the `Store` protocol, `check`/`repair` and record scans, over backend primitives."""
+
+    info: StoreInfo
+    location: str
+
+    # --- primitives a backend provides ---------------------------------------------------------
+
+    def _known(self, table: str, column: str, values: Iterable[str]) -> set[str]:
+        """Those of `values` found in `column`."""
+        raise NotImplementedError
+
+    def _dense(self, table: str, column: str, vector: np.ndarray, k: int, where: str | None) -> list[tuple[Row, float]]:
+        """Nearest rows by cosine similarity, best first: (row without vectors, similarity)."""
+        raise NotImplementedError
+
+    def _keyword(self, table: str, text: str, k: int, where: str | None) -> list[Row]:
+        """BM25 matches of `text` in the table's keyword column, best first ([] before any index)."""
+        raise NotImplementedError
+
+    def _rows(self, table: str, ids: Sequence[str]) -> list[Row]:
+        raise NotImplementedError
+
+    def _tables(self) -> list[str]:
+        raise NotImplementedError
+
+    def _scan(self, table: str, columns: Sequence[str], batch_rows: int = 4096) -> Iterator[list[Row]]:
+        """Every row of a table, in batches, with the given columns (vectors as float lists or None)."""
+        raise NotImplementedError
+
+    def _delete(self, table: str, column: str, values: set[str]) -> None:
+        raise NotImplementedError
+
+    def _index_states(self) -> list[IndexState]:
+        raise NotImplementedError
+
+    def _table_rows(self, table: str) -> int:
+        raise NotImplementedError
+
+    def count(self) -> dict[str, int]:
+        return {table: self._table_rows(table) for table in self._tables()}
+
+    def close(self) -> None:
+        """Let go of the store (Milvus Lite: its file, for another process to open)."""
+
+    def finalize(self) -> None:
+        raise NotImplementedError
+
+    # --- what is stored ----------------------------------------------------------------------------
+
+    def known_image_ids(self, ids: Iterable[str]) -> set[str]:
+        return self._known(IMAGES, "id", ids)
+
+    def known_doc_ids(self, doc_ids: Iterable[str]) -> set[str]:
+        return self._known(PASSAGES, "doc_id", doc_ids)
+
+    def docs_without_topics(self, doc_ids: Iterable[str]) -> set[str]:
+        """Those of the stored `doc_ids` with no topics yet (indexed before the joint model came)."""
+        if TOPICS not in self._tables():
+            return set()
+        doc_ids = list(doc_ids)
+        return set(doc_ids) - self._known(TOPICS, "doc_id", doc_ids)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def _hybrid(
+        self, table: str, text: str, dense: list[tuple[str, np.ndarray]], k: int, where: str | None,
+        weights: list[float] | None = None,
+    ) -> list[tuple[Row, float]]:  # fmt: skip
+        """BM25 plus one dense ranking per (column, vector), fused by RRF (weights: BM25's first)."""
+        depth = max(3 * k, 30)  # each ranking looks deeper than k so fusion can promote agreement
+        rankings = [self._keyword(table, text, depth, where)]
+        rankings += [[row for row, _ in self._dense(table, column, vector, depth, where)] for column, vector in dense]
+        rows = {r["id"]: r for ranking in rankings for r in ranking}
+        fused = rrf_fuse([[r["id"] for r in ranking] for ranking in rankings], weights=weights)
+        return [(rows[i], score) for i, score in fused[:k]]
+
+    def image(self, image_id: str) -> ImageHit | None:
+        rows = self._rows(IMAGES, [image_id])
+        return image_hit(rows[0], 1.0) if rows else None
+
+    def passage(self, passage_id: str) -> PassageHit | None:
+        rows = self._rows(PASSAGES, [passage_id])
+        return passage_hit(rows[0], 1.0) if rows else None
+
+    def images_by_vector(self, vector: np.ndarray, k: int, where: str | None = None) -> list[ImageHit]:
+        return [image_hit(row, score) for row, score in self._dense(IMAGES, "features", vector, k, where)]
+
+    def images_by_text(
+        self, text: str, vector: np.ndarray, k: int, where: str | None = None,
+        joint_vector: np.ndarray | None = None, joint_weight: float = 1.0,
+    ) -> list[ImageHit]:  # fmt: skip
+        dense, weights = [("text_vector", vector)], [1.0, 1.0]
+        if joint_vector is not None and self.info.joint_dim:
+            dense.append(("joint", joint_vector))
+            weights.append(joint_weight)
+        return [image_hit(row, score) for row, score in self._hybrid(IMAGES, text, dense, k, where, weights)]
+
+    def passages(self, text: str, vector: np.ndarray, k: int, where: str | None = None) -> list[PassageHit]:
+        return [passage_hit(row, score) for row, score in self._hybrid(PASSAGES, text, [("vector", vector)], k, where)]
+
+    def topics_by_joint(self, vector: np.ndarray, k: int) -> list[TopicHit]:
+        """Document topics nearest to a joint image-text vector (an image's, usually)."""
+        if TOPICS not in self._tables() or not self._table_rows(TOPICS):
+            return []
+        return [
+            TopicHit(r["id"], r["doc_id"], r["source"], r["topic"], tuple(r["positions"]), score)
+            for r, score in self._dense(TOPICS, "joint", vector, k, None)
+        ]
+
+    def passages_at(self, doc_id: str, positions: Sequence[int]) -> list[PassageHit]:
+        """A document's passages by chunk number, in that order."""
+        ids = [f"{doc_id}:{p}" for p in positions]
+        by_id = {r["id"]: r for r in self._rows(PASSAGES, ids)}
+        return [passage_hit(by_id[i], 1.0) for i in ids if i in by_id]
+
+    # --- whole tables ----------------------------------------------------------------------------
+
+    def records(self, table: str, batch_rows: int = 4096) -> Iterator[list]:
+        """A table's rows as records, vectors included, in batches (`vlmsearch store copy`)."""
+        for rows in self._scan(table, self._all_columns(table), batch_rows):
+            yield [record(table, row) for row in rows]
+
+    def _all_columns(self, table: str) -> list[str]:
+        raise NotImplementedError
+
+    def check(self) -> StoreHealth:
+        from vlmsearch.stores import doctor
+
+        return doctor.check(self)
+
+    def repair(self) -> StoreHealth:
+        from vlmsearch.stores import doctor
+
+        return doctor.repair(self)
