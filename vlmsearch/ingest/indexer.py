@@ -41,7 +41,7 @@ class Indexer:
         """Index `paths`; `progress` is an optional rich Progress to show the work on."""
         started = time.perf_counter()
         report = IngestReport()
-        files = self.discover(paths, report)
+        files = self.files_to_index(paths, report)
         task = progress.add_task("indexing", total=len(files)) if progress else None
         images = [f for f in files if f.kind == "image"]
         documents = [f for f in files if f.kind == "document"]
@@ -53,13 +53,13 @@ class Indexer:
                 self._isolated(step, batch, report)
                 if progress:
                     progress.advance(task, len(batch))
-        with self._timed(report, "index_update"):
+        with self.timed(report, "index_update"):
             self.store.finalize()
         report.seconds = time.perf_counter() - started
         return report
 
     @staticmethod
-    def discover(paths: Sequence[Path], report: IngestReport) -> list[Found]:
+    def files_to_index(paths: Sequence[Path], report: IngestReport) -> list[Found]:
         """The files to index under `paths`; what cannot be used goes in the report."""
         found = discover([Path(p) for p in paths])
         report.skipped = found.skipped
@@ -86,7 +86,7 @@ class Indexer:
         report.merge(part)
 
     @contextmanager
-    def _timed(self, report: IngestReport, stage: str) -> Iterator[None]:
+    def timed(self, report: IngestReport, stage: str) -> Iterator[None]:
         start = time.perf_counter()
         yield
         report.stage_seconds[stage] += time.perf_counter() - start
@@ -94,7 +94,7 @@ class Indexer:
     def read_new(self, paths: Sequence[Path], report: IngestReport, complete: Callable) -> list[tuple[Path, str, bytes]]:
         """Read and hash files; count those already stored whole (or repeated in this run) as unchanged."""
         read = []
-        with self._timed(report, "read"):
+        with self.timed(report, "read"):
             for path in paths:
                 try:
                     data = read_file(path, self.settings.max_file_bytes)
@@ -129,7 +129,7 @@ class Indexer:
         """Pictures to work on; those stored without a joint vector are marked `joint_only` (no OCR again)."""
         stored = self.store.known_image_ids([cid for _, cid, _ in fresh]) if fresh else set()
         pictures = []
-        with self._timed(report, "decode"):
+        with self.timed(report, "decode"):
             for path, cid, data in fresh:
                 try:
                     pictures.append(decode_picture(path, cid, data, self.settings, joint_only=cid in stored))
@@ -151,7 +151,7 @@ class Indexer:
     def write_pictures(self, pictures: list[Picture], report: IngestReport) -> None:
         """One commit for the batch's new images, one for joint vectors of stored ones."""
         new = [p for p in pictures if not p.joint_only]
-        with self._timed(report, "store_write"):
+        with self.timed(report, "store_write"):
             if new:
                 self.store.add_images([p.record() for p in new])
             if len(new) < len(pictures):
@@ -168,7 +168,7 @@ class Indexer:
         passages that are not there."""
         new = [d for d in documents if not d.stored]
         passages = [record for d in new for record in d.passages()]
-        with self._timed(report, "store_write"):
+        with self.timed(report, "store_write"):
             if passages:
                 self.store.add_passages(passages)
             self.store.add_topics([record for d in documents for record in d.topic_records()])

@@ -38,8 +38,10 @@ from vlmsearch.ingest.work import (
     read_file,
 )
 
-# (name, ImageSteps steps it runs, share of the cluster's CPUs its pool may grow to)
-_IMAGE_POOLS = (("vision", ("tag", "embed"), 0.25), ("ocr", ("read_text",), 1.0), ("text", ("describe",), 0.25))
+# The image pools: (ImageSteps steps an actor runs, share of the cluster's cores its pool may grow to).
+# Vision (tagger, image embedder, joint heads: one network pass), OCR (the costly one), text embedder.
+# Every actor asks for a quarter core, so all pools fit on a small machine; Ray gives each one thread.
+_IMAGE_POOLS = ((("tag", "embed"), 0.25), (("read_text",), 1.0), (("describe",), 0.25))
 
 
 def _objects(items: Sequence) -> np.ndarray:
@@ -149,43 +151,50 @@ def index_with_ray(indexer: Indexer, settings: Settings, paths: Sequence[Path], 
     ray = start_ray(address)
     started = time.perf_counter()
     report = IngestReport()
-    files = indexer.discover(paths, report)
+    files = indexer.files_to_index(paths, report)
     task = progress.add_task("indexing (ray: reading)", total=len(files)) if progress else None
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    batch = settings.ingest.batch_size
 
     images, documents = _plan(ray, indexer, settings, files, report)
-    image_rows, doc_rows = len(images), len(documents)
     if progress:
-        progress.update(task, description="indexing (ray)", completed=len(files) - image_rows - doc_rows)
-    streams = []  # images and documents run side by side: one stream, written as each batch is done
-    if images:
-        stream = ray.data.from_items(images).map_batches(
-            _decode, fn_kwargs={"settings": settings}, batch_size=batch, num_cpus=0.25)  # fmt: skip
-        for _, steps, share in _IMAGE_POOLS:
-            stream = stream.map_batches(
-                _ImagePool, fn_constructor_kwargs={"settings": settings, "steps": steps}, batch_size=batch,
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(cpus * share))), num_cpus=0.25,
-            )  # fmt: skip
-        streams.append(stream)
-    if documents:
-        stream = ray.data.from_items(documents).map_batches(
-            _DocumentPool, fn_constructor_kwargs={"settings": settings}, batch_size=batch,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // 2)), num_cpus=0.25,
-        )  # fmt: skip
-        streams.append(stream)
-    if streams:
-        for done in (streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]).iter_batches(batch_size=None, batch_format="numpy"):
+        progress.update(task, description="indexing (ray)", completed=len(files) - len(images) - len(documents))
+    streams = [stream for stream in (_image_stream(ray, images, settings, cpus), _document_stream(ray, documents, settings, cpus)) if stream]
+    if streams:  # images and documents side by side, in one stream; each batch is written as it is done
+        stream = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
+        for done in stream.iter_batches(batch_size=None, batch_format="numpy"):
             items = list(done["item"])
             report.failed += [item for item in items if isinstance(item, Failure)]
             indexer.write_pictures([item for item in items if isinstance(item, Picture)], report)
             indexer.write_documents([item for item in items if isinstance(item, Document)], report)
             if progress:
                 progress.advance(task, len(items))
-    with indexer._timed(report, "index_update"):
+    with indexer.timed(report, "index_update"):
         indexer.store.finalize()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _image_stream(ray, rows: list[dict], settings: Settings, cpus: int):
+    """Decoding, then one actor pool per model; each pool may grow to its share of the cluster's cores."""
+    if not rows:
+        return None
+    batch = settings.ingest.batch_size
+    stream = ray.data.from_items(rows).map_batches(_decode, fn_kwargs={"settings": settings}, batch_size=batch, num_cpus=0.25)
+    for steps, share in _IMAGE_POOLS:
+        stream = stream.map_batches(
+            _ImagePool, fn_constructor_kwargs={"settings": settings, "steps": steps}, batch_size=batch, num_cpus=0.25,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(cpus * share))),
+        )  # fmt: skip
+    return stream
+
+
+def _document_stream(ray, rows: list[dict], settings: Settings, cpus: int):
+    if not rows:
+        return None
+    return ray.data.from_items(rows).map_batches(
+        _DocumentPool, fn_constructor_kwargs={"settings": settings}, batch_size=settings.ingest.batch_size, num_cpus=0.25,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus // 2)),
+    )  # fmt: skip
 
 
 def _plan(ray, indexer: Indexer, settings: Settings, files, report: IngestReport) -> tuple[list[dict], list[dict]]:
@@ -203,7 +212,7 @@ def _plan(ray, indexer: Indexer, settings: Settings, files, report: IngestReport
             report.failed.append(Failure(str(f.path), error))
         else:
             rows[f.kind].append((f.path, id_, None))
-    with indexer._timed(report, "read"):
+    with indexer.timed(report, "read"):
         images = indexer.fresh(rows["image"], report, indexer.known_complete_images)
         documents = indexer.fresh(rows["document"], report, indexer.known_complete_docs)
     stored_images = indexer.store.known_image_ids([id_ for _, id_, _ in images]) if images else set()
