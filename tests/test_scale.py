@@ -4,10 +4,14 @@ resumes without redoing work."""
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from conftest import run_cli
+from vlmsearch.errors import ConfigError
+from vlmsearch.ingest.ray_engine import _each_alone_if_broken
 from vlmsearch.stores import open_existing_store
 
 
@@ -54,3 +58,23 @@ def test_ray_engine_into_milvus_stores_what_the_local_engine_stores(indexed_stor
     again = json.loads(result.stdout)
     assert (again["added"], again["unchanged"], len(again["failed"])) == (0, 5, 2)  # resumed: no model work twice
     assert "tagger" not in again["stage_seconds"]
+
+
+def test_in_a_ray_pool_a_strange_file_costs_only_itself():
+    """What `Indexer._isolated` does for the local engine: the batch, then each file alone; a
+    setting's error (a missing model) still stops the run."""
+    items = [SimpleNamespace(path=f"/in/{name}.png") for name in ("a", "b", "c")]
+
+    def work(batch):
+        if any(item.path == "/in/b.png" for item in batch):
+            raise ValueError("odd bytes")
+
+    done = _each_alone_if_broken(items, work)
+    assert [getattr(item, "error", None) for item in done] == [None, "could not be indexed (ValueError: odd bytes)", None]
+    assert [item.path for item in done] == ["/in/a.png", "/in/b.png", "/in/c.png"]
+
+    def no_model(batch):
+        raise ConfigError("profile has no ocr model")
+
+    with pytest.raises(ConfigError):
+        _each_alone_if_broken(items, no_model)

@@ -25,7 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from vlmsearch.config import Settings
-from vlmsearch.errors import BadInputError, ConfigError, MissingDependencyError
+from vlmsearch.errors import (
+    BadInputError,
+    ConfigError,
+    MissingDependencyError,
+    VlmsearchError,
+)
 from vlmsearch.ingest.indexer import Indexer
 from vlmsearch.ingest.report import Failure, IngestReport
 from vlmsearch.ingest.work import (
@@ -63,15 +68,45 @@ def _hash_files(batch: dict[str, np.ndarray], max_bytes: int) -> dict[str, np.nd
     return {"path": batch["path"], "id": np.array(ids), "error": np.array(errors)}
 
 
+def _failure(path, exc: Exception) -> Failure:
+    """A file's failure in the words the local engine uses for it."""
+    if isinstance(exc, (OSError, BadInputError)):
+        return Failure(str(path), str(getattr(exc, "strerror", None) or exc).removeprefix(f"{path}: "))
+    return Failure(str(path), f"could not be indexed ({type(exc).__name__}: {exc})")
+
+
+def _each_alone_if_broken(items: list, work) -> list:
+    """`work(items)`; if something unforeseen breaks the batch, each item alone, so that a strange
+    file costs only itself (a Failure in its place), as in the local engine (`Indexer._isolated`)."""
+    try:
+        work(items)
+        return items
+    except VlmsearchError:
+        raise  # settings, missing weights, a model server down: every file would fail the same way
+    except Exception as exc:  # noqa: BLE001 (see the docstring)
+        if len(items) == 1:
+            return [_failure(items[0].path, exc)]
+    return [done for item in items for done in _each_alone_if_broken([item], work)]
+
+
+def _one_file(path, make):
+    """`make()` for one file, or that file's Failure; errors of the setting (a missing model) stop the run."""
+    try:
+        return make()
+    except (OSError, BadInputError) as exc:
+        return _failure(path, exc)
+    except VlmsearchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (one strange file costs only itself)
+        return _failure(path, exc)
+
+
 def _decode(batch: dict[str, np.ndarray], settings: Settings) -> dict[str, np.ndarray]:
-    items = []
-    for path, id_, joint_only in zip(batch["path"], batch["id"], batch["joint_only"]):
-        try:
-            items.append(decode_picture(Path(path), id_, read_file(Path(path), settings.ingest.max_file_bytes),
-                                        settings.ingest, joint_only=bool(joint_only)))  # fmt: skip
-        except (OSError, BadInputError) as exc:
-            items.append(Failure(str(path), str(getattr(exc, "strerror", None) or exc).removeprefix(f"{path}: ")))
-    return {"item": _objects(items)}
+    limit = settings.ingest.max_file_bytes
+    return {"item": _objects([
+        _one_file(path, lambda: decode_picture(Path(path), id_, read_file(Path(path), limit), settings.ingest, bool(joint_only)))
+        for path, id_, joint_only in zip(batch["path"], batch["id"], batch["joint_only"])
+    ])}  # fmt: skip
 
 
 def _quiet_worker() -> None:
@@ -93,10 +128,13 @@ class _ImagePool:
         self.work, self.steps = ImageSteps(Models(settings.profile, settings.cache_dir), settings.ingest, wordnet), steps
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        pictures = [item for item in batch["item"] if isinstance(item, Picture)]  # failures pass through
+        failed = [item for item in batch["item"] if isinstance(item, Failure)]  # they pass through
+        pictures = [item for item in batch["item"] if isinstance(item, Picture)]
+        return {"item": _objects(failed + _each_alone_if_broken(pictures, self._run))}
+
+    def _run(self, pictures: list[Picture]) -> None:
         for step in self.steps:
             getattr(self.work, step)(pictures)
-        return batch
 
 
 class _DocumentPool:
@@ -108,15 +146,14 @@ class _DocumentPool:
         self.work = DocumentSteps(Models(settings.profile, settings.cache_dir), settings.ingest)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items = []
-        for path, id_, stored in zip(batch["path"], batch["id"], batch["stored"]):
-            try:
-                data = read_file(Path(path), self.settings.ingest.max_file_bytes)
-                items.append(self.work.read(Path(path), id_, data, stored=bool(stored)))
-            except (OSError, BadInputError) as exc:
-                items.append(Failure(str(path), str(getattr(exc, "strerror", None) or exc).removeprefix(f"{path}: ")))
-        self.work.embed([item for item in items if not isinstance(item, Failure)])
-        return {"item": _objects(items)}
+        limit = self.settings.ingest.max_file_bytes
+        items = [
+            _one_file(path, lambda: self.work.read(Path(path), id_, read_file(Path(path), limit), stored=bool(stored)))
+            for path, id_, stored in zip(batch["path"], batch["id"], batch["stored"])
+        ]
+        failed = [item for item in items if isinstance(item, Failure)]
+        documents = [item for item in items if not isinstance(item, Failure)]
+        return {"item": _objects(failed + _each_alone_if_broken(documents, self.work.embed))}
 
 
 def start_ray(address: str | None):
