@@ -14,7 +14,7 @@ def main() -> None:
     quiet_transformers()
     quick = "--quick" in sys.argv
     results = {
-        "ingest": ingest.run(images=20 if quick else 60, repeats=1 if quick else 3),
+        "ingest": ingest.run(images=20 if quick else 60, repeats=1 if quick else 3, ray_images=40 if quick else 300),
         "search": search.run(sizes=(10_000,) if quick else (10_000, 100_000), queries=50 if quick else 200),
         "ask": ask.run(),
         "joint": joint.run(),
