@@ -194,7 +194,8 @@ def index_with_ray(indexer: Indexer, settings: Settings, paths: Sequence[Path], 
 
     images, documents = _plan(ray, indexer, settings, files, report)
     if progress:
-        progress.update(task, description="indexing (ray)", completed=len(files) - len(images) - len(documents))
+        # Until the first batch is done, the actors are starting and loading their models (~20 s here).
+        progress.update(task, description="indexing (ray: loading models)", completed=len(files) - len(images) - len(documents))
     streams = [stream for stream in (_image_stream(ray, images, settings, cpus), _document_stream(ray, documents, settings, cpus)) if stream]
     if streams:  # images and documents side by side, in one stream; each batch is written as it is done
         stream = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
@@ -204,7 +205,7 @@ def index_with_ray(indexer: Indexer, settings: Settings, paths: Sequence[Path], 
             indexer.write_pictures([item for item in items if isinstance(item, Picture)], report)
             indexer.write_documents([item for item in items if isinstance(item, Document)], report)
             if progress:
-                progress.advance(task, len(items))
+                progress.update(task, description="indexing (ray)", advance=len(items))
     with indexer.timed(report, "index_update"):
         indexer.store.finalize()
     report.seconds = time.perf_counter() - started
