@@ -8,6 +8,7 @@ from vlmsearch.errors import BadInputError, ConfigError
 from vlmsearch.records import ImageRecord, InfoCard, PassageRecord, Tag, TopicRecord
 from vlmsearch.stores import StoreInfo, open_existing_store, open_store, rrf_fuse
 from vlmsearch.stores.copy import copy_store
+from vlmsearch.stores.protocol import TextImageWeights
 
 INFO = StoreInfo(image_embedder="img-test", image_dim=8, text_embedder="txt-test", text_dim=4)
 
@@ -122,6 +123,20 @@ def test_joint_vectors_filled_in_later_leave_the_rest_of_the_row(where):
     # The joint ranking now pulls the car up for a query that only the joint space understands.
     hits = store.images_by_text("vehicle", unit([0, 0, 0, 1]), k=3, joint_vector=unit([0, 1, 0, 0]))
     assert hits[0].id == "img2"
+
+
+def test_text_search_weighs_how_sure_each_signal_is(where):
+    """A confident joint match outranks rows that share only a word of the query and are far in the
+    joint space; rank fusion (RRF) would put them first, each ranking voting alike."""
+    store = open_store(where, JOINT)
+    store.add_images([image(i, label, [i + 1, 0, 0, 0, 0, 0, 0, 1]) for i, label in enumerate(["car wash", "car park", "sedan"])])
+    store.set_joint({"img0": unit([-1, 0, 0, 0.1]), "img1": unit([-1, 0.1, 0, 0]), "img2": unit([1, 0, 0, 0])})
+    store.finalize()
+    query = dict(text="car", vector=unit([1, 0, 0, 0]), k=3, joint_vector=unit([1, 0, 0, 0]))
+    assert [h.id for h in store.images_by_text(**query)][0] == "img2"
+    # Weights say how much each signal counts: with the keyword's raised, the word match wins.
+    keyword_first = store.images_by_text(**query, weights=TextImageWeights(keyword=5.0, text=1.0, joint=1.0))
+    assert {h.id for h in keyword_first[:2]} == {"img0", "img1"}
 
 
 def test_lance_gives_a_joint_model_added_later_an_empty_column(tmp_path):

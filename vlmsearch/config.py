@@ -110,7 +110,11 @@ class SearchSettings(_Frozen):
     k: int = 10
     ann_min_rows: int = 5000  # below this, exact vector search is fast enough and exact
     ann_refine_factor: int = 4  # re-rank 4k ANN candidates with full vectors: recall@10 0.90 -> 0.999 at 100k
-    joint_weight: float = 1.0  # the joint image-text ranking's weight in text -> image fusion (tags, OCR: 1)
+    # Text -> image search sums weighted scores (stores.protocol.TextImageWeights); chosen on the val split
+    # of openclipart plus photos for the offline towers (README, Performance).
+    keyword_weight: float = 0.2
+    text_weight: float = 1.25
+    joint_weight: float = 1.0
 
 
 class AnswerSettings(_Frozen):

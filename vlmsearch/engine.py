@@ -15,6 +15,7 @@ from vlmsearch.models.protocols import label_scores, top_tags
 from vlmsearch.models.registry import Models
 from vlmsearch.records import ImageHit, PassageHit, Tag
 from vlmsearch.stores import Store, StoreInfo, open_store
+from vlmsearch.stores.protocol import TextImageWeights
 
 MAX_QUERY_CHARS = 4000
 
@@ -79,12 +80,13 @@ class Engine:
 
     def search_images(self, text: str, k: int | None = None, where: str | None = None) -> list[ImageHit]:
         """Text -> images: keyword and dense matching of tags, OCR text and info cards, plus the query in
-        the joint image-text space when the profile has an image_text model, fused (RRF)."""
+        the joint image-text space when the profile has an image_text model, as a weighted sum of scores."""
         text = check_query(text)
         vector = self.models.text_embedder.embed_texts([text])[0]
         joint = self.models.image_text.embed_texts([text])[0] if self.models.has("image_text") else None
         search = self.settings.search
-        return self.store.images_by_text(text, vector, k or search.k, where, joint, search.joint_weight)
+        weights = TextImageWeights(keyword=search.keyword_weight, text=search.text_weight, joint=search.joint_weight)
+        return self.store.images_by_text(text, vector, k or search.k, where, joint, weights)
 
     def similar_images(self, image: Path | str | Image.Image, k: int | None = None, where: str | None = None) -> list[ImageHit]:
         image = self._image(image)

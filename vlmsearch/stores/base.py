@@ -25,7 +25,7 @@ from vlmsearch.records import (
     TopicRecord,
 )
 from vlmsearch.stores.health import IndexState, StoreHealth
-from vlmsearch.stores.protocol import StoreInfo
+from vlmsearch.stores.protocol import StoreInfo, TextImageWeights
 from vlmsearch.stores.rrf import rrf_fuse
 
 IMAGES, PASSAGES, TOPICS = "images", "passages", "topics"
@@ -102,7 +102,7 @@ class StoreBase:
         """Nearest rows by cosine similarity, best first: (row without vectors, similarity)."""
         raise NotImplementedError
 
-    def _keyword(self, table: str, text: str, k: int, where: str | None) -> list[Row]:
+    def _keyword(self, table: str, text: str, k: int, where: str | None) -> list[tuple[Row, float]]:
         """BM25 matches of `text` in the table's keyword column, best first ([] before any index)."""
         raise NotImplementedError
 
@@ -153,15 +153,41 @@ class StoreBase:
 
     def _hybrid(
         self, table: str, text: str, dense: list[tuple[str, np.ndarray]], k: int, where: str | None,
-        weights: list[float] | None = None,
     ) -> list[tuple[Row, float]]:  # fmt: skip
-        """BM25 plus one dense ranking per (column, vector), fused by RRF (weights: BM25's first)."""
+        """BM25 plus one dense ranking per (column, vector), fused by RRF."""
         depth = max(3 * k, 30)  # each ranking looks deeper than k so fusion can promote agreement
-        rankings = [self._keyword(table, text, depth, where)]
+        rankings = [[row for row, _ in self._keyword(table, text, depth, where)]]
         rankings += [[row for row, _ in self._dense(table, column, vector, depth, where)] for column, vector in dense]
         rows = {r["id"]: r for ranking in rankings for r in ranking}
-        fused = rrf_fuse([[r["id"] for r in ranking] for ranking in rankings], weights=weights)
+        fused = rrf_fuse([[r["id"] for r in ranking] for ranking in rankings])
         return [(rows[i], score) for i, score in fused[:k]]
+
+    def _score_sum(
+        self, table: str, text: str, keyword_weight: float, dense: list[tuple[str, np.ndarray, float]], k: int,
+        where: str | None,
+    ) -> list[tuple[Row, float]]:  # fmt: skip
+        """A weighted sum of scores (CombSUM): each dense ranking's cosine times its weight, plus BM25 over
+        the query's best BM25 score times `keyword_weight`, for the top `depth` rows of any ranking.
+
+        Unlike RRF it keeps how sure each ranking is: a keyword ranking of tags that barely match the
+        query still hands out 1/(60+rank) under RRF, and dilutes a confident joint ranking. A row one
+        dense ranking did not return gets that ranking's lowest returned cosine: it scores at most that.
+        """
+        depth = max(5 * k, 50)
+        keyword = self._keyword(table, text, depth, where)
+        rankings = [(self._dense(table, column, vector, depth, where), weight) for column, vector, weight in dense]
+        rows = {row["id"]: row for ranking in [keyword, *(r for r, _ in rankings)] for row, _ in ranking}
+        best = max((score for _, score in keyword), default=0.0)
+        scores = dict.fromkeys(rows, 0.0)
+        for row, score in keyword if best > 0 else ():
+            scores[row["id"]] += keyword_weight * score / best
+        for ranking, weight in rankings:
+            found = {row["id"]: cosine for row, cosine in ranking}
+            floor = min(found.values(), default=0.0)
+            for row_id in rows:
+                scores[row_id] += weight * found.get(row_id, floor)
+        best_first = sorted(scores.items(), key=lambda item: -item[1])[:k]
+        return [(rows[row_id], score) for row_id, score in best_first]
 
     def image(self, image_id: str) -> ImageHit | None:
         rows = self._rows(IMAGES, [image_id])
@@ -176,13 +202,14 @@ class StoreBase:
 
     def images_by_text(
         self, text: str, vector: np.ndarray, k: int, where: str | None = None,
-        joint_vector: np.ndarray | None = None, joint_weight: float = 1.0,
+        joint_vector: np.ndarray | None = None, weights: TextImageWeights | None = None,
     ) -> list[ImageHit]:  # fmt: skip
-        dense, weights = [("text_vector", vector)], [1.0, 1.0]
+        weights = weights or TextImageWeights()
+        dense = [("text_vector", vector, weights.text)]
         if joint_vector is not None and self.info.joint_dim:
-            dense.append(("joint", joint_vector))
-            weights.append(joint_weight)
-        return [image_hit(row, score) for row, score in self._hybrid(IMAGES, text, dense, k, where, weights)]
+            dense.append(("joint", joint_vector, weights.joint))
+        fused = self._score_sum(IMAGES, text, weights.keyword, dense, k, where)
+        return [image_hit(row, score) for row, score in fused]
 
     def passages(self, text: str, vector: np.ndarray, k: int, where: str | None = None) -> list[PassageHit]:
         return [passage_hit(row, score) for row, score in self._hybrid(PASSAGES, text, [("vector", vector)], k, where)]

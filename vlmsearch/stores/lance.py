@@ -240,11 +240,11 @@ class LanceStore(StoreBase):
             query = query.refine_factor(self.ann_refine_factor)
         return [(row, 1.0 - row.pop("_distance")) for row in self._run(query, table, k, where, "_distance")]
 
-    def _keyword(self, table: str, text: str, k: int, where: str | None) -> list[Row]:
+    def _keyword(self, table: str, text: str, k: int, where: str | None) -> list[tuple[Row, float]]:
         if KEYWORD_COLUMN[table] not in {tuple(ix.columns)[0] for ix in self._tables_by_name[table].list_indices()}:
             return []  # nothing indexed yet
         query = self._tables_by_name[table].search(text, query_type="fts", fts_columns=KEYWORD_COLUMN[table])
-        return self._run(query, table, k, where, "_score")
+        return [(row, row.pop("_score")) for row in self._run(query, table, k, where, "_score")]
 
     def _rows(self, table: str, ids: Sequence[str]) -> list[Row]:
         if not ids:

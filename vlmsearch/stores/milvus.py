@@ -341,11 +341,12 @@ class MilvusStore(StoreBase):
         hits = self._search(table, vector.astype(np.float32).tolist(), column, k, where, params)
         return [({**hit["entity"], "id": hit["id"]}, float(hit["distance"])) for hit in hits]
 
-    def _keyword(self, table: str, text: str, k: int, where: str | None) -> list[Row]:
+    def _keyword(self, table: str, text: str, k: int, where: str | None) -> list[tuple[Row, float]]:
         if not text.strip():
             return []
         hits = self._search(table, text, _SPARSE, k, where, {"metric_type": "BM25"})
-        return [{**hit["entity"], "id": hit["id"]} for hit in hits]
+        # BM25 is never negative; Milvus Lite reports it negated (as a distance), a server as it is.
+        return [({**hit["entity"], "id": hit["id"]}, abs(float(hit["distance"]))) for hit in hits]
 
     def _rows(self, table: str, ids: Sequence[str]) -> list[Row]:
         return self._client.get(self._name(table), ids=list(ids), output_fields=self._scalar_columns(table)) if ids else []

@@ -4,6 +4,7 @@ LanceDB (`lance.py`) and Milvus (`milvus.py`) both keep it, checked by one test 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -31,6 +32,21 @@ class StoreInfo(BaseModel):
     text_dim: int
     joint_embedder: str | None = None  # the image-text model of the `joint` column, if the profile has one
     joint_dim: int | None = None
+
+
+@dataclass(frozen=True)
+class TextImageWeights:
+    """How much each signal counts in text -> image search: BM25 (scaled to the query's best match, so
+    0-1), and the cosines of the text embedding over tags, OCR and cards and of the joint embedding.
+
+    Cosines of different models live on different scales, so these suit the towers they were chosen
+    for: the offline profile's (MiniLM, our joint heads), on the val split of openclipart plus photos.
+    Other towers: measure with `vlmsearch eval retrieval` and set `search.*_weight`.
+    """
+
+    keyword: float = 1.0
+    text: float = 1.0
+    joint: float = 1.0
 
 
 class Store(Protocol):
@@ -76,10 +92,10 @@ class Store(Protocol):
     def images_by_vector(self, vector: np.ndarray, k: int, where: str | None = None) -> list[ImageHit]: ...
     def images_by_text(
         self, text: str, vector: np.ndarray, k: int, where: str | None = None,
-        joint_vector: np.ndarray | None = None, joint_weight: float = 1.0,
+        joint_vector: np.ndarray | None = None, weights: TextImageWeights | None = None,
     ) -> list[ImageHit]:  # fmt: skip
-        """Hybrid text -> image search; `joint_vector` is the query in the joint image-text space, if any,
-        and its ranking counts `joint_weight` times as much as the keyword and text rankings."""
+        """Hybrid text -> image search: BM25 and dense matching of tags, OCR text and cards, plus the query
+        in the joint image-text space (`joint_vector`) if any, scored by a weighted sum (`weights`)."""
         ...
     def passages(self, text: str, vector: np.ndarray, k: int, where: str | None = None) -> list[PassageHit]: ...
     def topics_by_joint(self, vector: np.ndarray, k: int) -> list[TopicHit]: ...
