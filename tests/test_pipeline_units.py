@@ -47,6 +47,11 @@ def test_subjects_follow_the_kind_the_question_points_at():
                           (_match("tiger", 0.7, "left half"), _match("apple", 0.6, "right half"), _match("lamp", 0.5)))  # fmt: skip
     assert pointed_kind("What is the fruit in this picture called?", wordnet) == "fruit"
     assert pointed_kind("how long do animals like this live?", wordnet) is None
+    assert pointed_kind("What is the name of this drink?", wordnet) == "drink"  # what "this" points at, not "the name"
+    assert pointed_kind("What group does this celestial body belong to?", wordnet) == "celestial body"
+    assert pointed_kind("What else is the piece of equipment in this picture called?", wordnet) == "equipment"
+    assert fallback_query("What is the celestial body in this picture?", "Sun", wordnet) == "What is Sun?"
+    assert fallback_query("What is this piece of clothing?", "Hat", wordnet) == "What is Hat?"
     assert subjects("What is the fruit in this picture called?", picture, wordnet) == ["apple"]  # not a chair either
     assert subjects("What is this animal a type of?", picture, wordnet) == ["tiger"]
     assert subjects("What is this?", picture, wordnet) == ["tiger", "rocking chair"]  # no kind: the best of each

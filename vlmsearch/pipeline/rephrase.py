@@ -20,13 +20,12 @@ _CHIT_CHAT = re.compile(
 _DEICTIC = re.compile(r"\b(this|that|these|those|it|its|here|the (animal|thing|object|one|picture|image|photo))\b", re.IGNORECASE)
 # Whole pointing phrases: "the fruit in this picture", "the animal named on the sign", "this bird".
 _POINTING_PHRASE = re.compile(
-    r"\b(?:the|this|that)\s+(?:piece of\s+)?[a-z]+\s+(?:(?:in|on|at)|(?:named|shown|written|pictured)\s+(?:on|in))\s+"
+    r"\b(?:the|this|that)\s+(?:piece of\s+)?[a-z]+(?:\s+[a-z]+)?\s+(?:(?:in|on|at)|(?:named|shown|written|pictured)\s+(?:on|in))\s+"
     r"(?:this|the)\s+(?:picture|image|photo|photograph|drawing|sign|label)\b",
     re.IGNORECASE,
 )
-_POINTING_KIND = re.compile(r"\b(?:this|that)\s+(?:piece of\s+)?([a-z]+)\b", re.IGNORECASE)
-# "this bird", "the fruit in this picture", "the animal named on the sign": the kind pointed at.
-_POINTED_KIND = re.compile(r"\b(?:this|that|these|those|the)\s+((?:piece of )?[a-z]+)\b", re.IGNORECASE)
+# A determiner and the words after it: "this bird", "the piece of clothing", "this celestial body".
+_DETERMINED = re.compile(r"\b(this|that|these|those|the)\s+(?:piece of\s+)?([a-z]+)(?:\s+([a-z]+))?", re.IGNORECASE)
 _NOT_KINDS = frozenset("picture image photo photograph drawing sign label word text one thing object question documents sources".split())
 CONFIDENT_TAG = 0.3  # a tagger probability above which its label outranks the joint model's match
 # Questions about what is written in the image rather than what is drawn.
@@ -60,16 +59,26 @@ def retrieval_queries(question: str, query: SearchQuery) -> list[tuple[str, floa
     return list(weighted.items())
 
 
+def _kind_spans(question: str, wordnet) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of each determiner + noun WordNet knows, pointing words first: "the name of this
+    drink" is about a drink. A two-word noun wins over its first word ("this celestial body")."""
+    if wordnet is None:
+        return []
+    spans = []
+    for found in _DETERMINED.finditer(question):
+        first, second = found.group(2).lower(), (found.group(3) or "").lower()
+        if second and wordnet.senses(f"{first} {second}"):
+            spans.append((found.start(), found.end(), f"{first} {second}", found.group(1).lower() != "the"))
+        elif first not in _NOT_KINDS and len(first) > 2 and wordnet.senses(first):
+            spans.append((found.start(), found.end(2), first, found.group(1).lower() != "the"))
+    return [(start, end, kind) for start, end, kind, _ in sorted(spans, key=lambda span: not span[3])]
+
+
 def pointed_kind(question: str, wordnet) -> str | None:
     """The kind of thing the question points at ("the fruit in this picture" -> "fruit"), when
     WordNet knows it as a noun."""
-    if wordnet is None:
-        return None
-    for found in _POINTED_KIND.finditer(question):
-        word = found.group(1).lower()
-        if word not in _NOT_KINDS and wordnet.senses(word):
-            return word
-    return None
+    spans = _kind_spans(question, wordnet)
+    return spans[0][2] if spans else None
 
 
 def subjects(question: str, facts: VisualFacts | None, wordnet=None) -> list[str]:
@@ -107,11 +116,10 @@ def fallback_query(question: str, subject: str, wordnet=None) -> str:
     replaced, count = _POINTING_PHRASE.subn(subject, question, count=1)
     if count:
         return replaced
-    if wordnet is not None:
-        for found in _POINTING_KIND.finditer(question):
-            word = found.group(1).lower()
-            if word not in _NOT_KINDS and len(word) > 2 and wordnet.senses(word):
-                return question[: found.start()] + subject + question[found.end() :]
+    pointing = [(start, end) for start, end, _ in _kind_spans(question, wordnet) if question[start:end].lower().startswith(("this", "that"))]
+    if pointing:
+        start, end = pointing[0]
+        return question[:start] + subject + question[end:]
     replaced, count = _DEICTIC.subn(subject, question, count=1)
     return replaced if count else f"{subject} {question}"
 
