@@ -135,6 +135,9 @@ def test_a_raw_question_that_points_at_the_image_counts_half():
         ("missile uses", 1.0), ("what is missile used for?", 1.0), ("what is this used for?", 0.5)]
     unrelated = SearchQuery("espresso ingredients", fallbacks=("missile what is espresso made of?",))
     assert retrieval_queries("what is espresso made of?", unrelated)[-1] == ("what is espresso made of?", 1.0)
+    kept_pointing = SearchQuery("what is this device called?", fallbacks=("what is Missile called?",))
+    assert retrieval_queries("What else is this device called?", kept_pointing) == [
+        ("what is this device called?", 0.5), ("what is Missile called?", 1.0), ("What else is this device called?", 0.5)]
     no_image = SearchQuery("eiffel tower height", fallbacks=("how tall is it?",))
     assert retrieval_queries("how tall is it?", no_image) == [("eiffel tower height", 1.0), ("how tall is it?", 1.0)]
 

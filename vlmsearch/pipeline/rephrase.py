@@ -48,14 +48,15 @@ def points_at_image(question: str) -> bool:
 
 def retrieval_queries(question: str, query: SearchQuery) -> list[tuple[str, float]]:
     """What retrieval runs, with RRF weights: the rephrasing, the model-free fallbacks, and the raw
-    question. A raw question that points at the image counts half: alone, "what is this used for?"
-    matches any passage about uses, yet "how long does the animal here live?" names what a tagger
-    may have missed."""
-    raw_weight = 0.5 if points_at_image(question) and any(f != question for f in query.fallbacks) else 1.0
+    question. A query that still points at the image counts half when a fallback names what it
+    shows: alone, "what is this used for?" matches any passage about uses, yet "how long does the
+    animal here live?" names what a tagger may have missed. That holds for a rephrasing that kept the
+    pointing words (a small model's "what is this device called?") as much as for the question."""
+    resolved = any(f != question for f in query.fallbacks)
     weighted: dict[str, float] = {}
-    for text, weight in ((query.text, 1.0), *((f, 1.0) for f in query.fallbacks), (question, raw_weight)):
+    for text in (query.text, *query.fallbacks, question):
         if text and text not in weighted:
-            weighted[text] = weight
+            weighted[text] = 0.5 if resolved and text not in query.fallbacks and points_at_image(text) else 1.0
     return list(weighted.items())
 
 
