@@ -110,11 +110,12 @@ class SearchSettings(_Frozen):
     k: int = 10
     ann_min_rows: int = 5000  # below this, exact vector search is fast enough and exact
     ann_refine_factor: int = 4  # re-rank 4k ANN candidates with full vectors: recall@10 0.90 -> 0.999 at 100k
-    # Text -> image search sums weighted scores (stores.protocol.TextImageWeights); chosen on the val split
-    # of openclipart plus photos for the offline towers (README, Performance).
+    # Text -> image search sums weighted scores (stores.protocol.TextImageWeights), chosen on the val split
+    # of openclipart plus photos for the offline towers (README, Performance): BM25 over the query's
+    # best, the text embedding's cosine, and the joint model's logit (its logit_scale x cosine).
     keyword_weight: float = 0.2
     text_weight: float = 1.25
-    joint_weight: float = 1.0
+    joint_weight: float = 0.08  # per logit: x 12.5 (our heads' scale) = 1 per cosine
 
 
 class AnswerSettings(_Frozen):

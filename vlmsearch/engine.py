@@ -83,9 +83,13 @@ class Engine:
         the joint image-text space when the profile has an image_text model, as a weighted sum of scores."""
         text = check_query(text)
         vector = self.models.text_embedder.embed_texts([text])[0]
-        joint = self.models.image_text.embed_texts([text])[0] if self.models.has("image_text") else None
+        joint, joint_weight = None, 0.0
         search = self.settings.search
-        weights = TextImageWeights(keyword=search.keyword_weight, text=search.text_weight, joint=search.joint_weight)
+        if self.models.has("image_text"):
+            # In logits (the model's logit_scale x cosine): joint models learn very different scales
+            # (ours 12.5; a hub SigLIP's is several times that), and the weight should carry over.
+            joint, joint_weight = self.models.image_text.embed_texts([text])[0], search.joint_weight * self.models.image_text.logit_scale
+        weights = TextImageWeights(keyword=search.keyword_weight, text=search.text_weight, joint=joint_weight)
         return self.store.images_by_text(text, vector, k or search.k, where, joint, weights)
 
     def similar_images(self, image: Path | str | Image.Image, k: int | None = None, where: str | None = None) -> list[ImageHit]:

@@ -37,11 +37,11 @@ class StoreInfo(BaseModel):
 @dataclass(frozen=True)
 class TextImageWeights:
     """How much each signal counts in text -> image search: BM25 (scaled to the query's best match, so
-    0-1), and the cosines of the text embedding over tags, OCR and cards and of the joint embedding.
+    0-1), the cosine of the text embedding over tags, OCR and cards, and the joint embedding's cosine
+    (the engine folds the joint model's logit scale into `joint`).
 
-    Cosines of different models live on different scales, so these suit the towers they were chosen
-    for: the offline profile's (MiniLM, our joint heads), on the val split of openclipart plus photos.
-    Other towers: measure with `vlmsearch eval retrieval` and set `search.*_weight`.
+    Chosen for the offline profile's towers on the val split of openclipart plus photos (README,
+    Performance); other towers: measure with `vlmsearch eval retrieval` and set `search.*_weight`.
     """
 
     keyword: float = 1.0
