@@ -10,7 +10,6 @@ from vlmsearch.pipeline.generate import (
     Marked,
     as_data,
     as_written,
-    asked_for,
     says_not_found,
 )
 from vlmsearch.pipeline.rephrase import (
@@ -116,12 +115,6 @@ def test_a_plain_answer_is_quoted_with_the_sentence_that_names_its_subject():
     asked = ["How much does a water ouzel cost?"]
     assert attributor.quote(asked, embedder.embed_texts(asked), 1.1) is None  # nothing answers it well enough
     assert not says_not_found('The closest passage says: "It is also called dipper." [1]')
-    # Close to the subject is not enough: the quote must speak to what is asked ("weigh").
-    asked = ["How much does Water ouzel weigh?", "water ouzel"]  # "How much does this bird weigh?", resolved
-    assert attributor.quote(asked, embedder.embed_texts(asked), 0.5) is not None
-    assert asked_for("How much does this bird weigh?", "bird") == {"weigh"}
-    assert attributor.quote(asked, embedder.embed_texts(asked), 0.5, {"weigh"}) is None
-    assert asked_for("Name the parts of this celestial body.", "celestial body") == {"part"}
 
 
 def test_focused_passages_keep_the_relevant_sentences_in_order_within_budget():

@@ -48,28 +48,8 @@ _WORD = re.compile(r"[a-z]+|\d+(?:[.,]\d+)?")
 _STOP = frozenset("a an the of in on at to for and or is are was were be it its this that with by as from".split())
 
 
-# Words that frame a question rather than say what it asks: in "how much does this bird weigh?" only
-# "weigh" is asked for (the bird is the subject).
-_FRAMING = frozenset(
-    "what which who whom whose when where why how much many do does did can could would should will is are was were be "
-    "has have had name names describe tell give answer short definition sentence one this that these those picture "
-    "image photo photograph drawing here there about".split()
-)
-
-
 def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
-
-
-def asked_for(question: str, kind: str | None = None) -> set[str]:
-    """What a question asks, as words: without its framing and the kind of thing it points at
-    ("this celestial body"), singular ("parts" -> "part")."""
-    kind_words = set(kind.lower().split()) if kind else set()
-    return {_singular(w) for w in _words(question) - _FRAMING - kind_words}
-
-
-def _singular(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
 def _numbers_kept(claim: str, source: str) -> float:
@@ -176,16 +156,12 @@ class Attributor:
             return Marked(claim, self._best(claim, vector, self.image_vectors, self.image_facts)[1] >= MIN_SUPPORT)
         return Marked(claim, False)
 
-    def quote(
-        self, queries: Sequence[str], query_vectors: np.ndarray, min_score: float, asked: set[str] = frozenset()
-    ) -> str | None:
+    def quote(self, queries: Sequence[str], query_vectors: np.ndarray, min_score: float) -> str | None:
         """A snippet of the passage that best answers the queries, with its [n], for when the generator
         declines although a passage answers plainly (a 0.5B model balks at "It is also called
         dipper."). Sentences are scored like support (meaning + shared words), each with the one
         before it, which names what "it" is; the quote is the best sentence with both neighbours.
-        None below `min_score`, and None when the snippet has none of the `asked` words (`asked_for`):
-        a passage about the subject that does not speak to "weigh" does not answer "how much does it
-        weigh?", however close it is."""
+        None below `min_score`."""
         if not self.sources:
             return None
         same = [i > 0 and self.sources[i - 1][0] == n for i, (n, _) in enumerate(self.sources)]
@@ -196,10 +172,8 @@ class Attributor:
         if scores[best] < min_score:
             return None
         n = self.sources[best][0]
-        snippet = " ".join(s for i, (m, s) in enumerate(self.sources) if m == n and best - 1 - same[best] < i <= best + 1)
-        if asked and not asked & {_singular(w) for w in _words(snippet)}:
-            return None
-        return f'The closest passage says: "{snippet.strip()}" [{n}]'
+        snippet = [s for i, (m, s) in enumerate(self.sources) if m == n and best - 1 - same[best] < i <= best + 1]
+        return f'The closest passage says: "{" ".join(snippet).strip()}" [{n}]'
 
     @staticmethod
     def _best(claim: str, vector: np.ndarray, vectors: np.ndarray, texts: Sequence[str]) -> tuple[int, float]:

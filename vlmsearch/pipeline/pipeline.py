@@ -16,16 +16,10 @@ from vlmsearch.pipeline.generate import (
     Attributor,
     Generator,
     as_written,
-    asked_for,
     cited,
     says_not_found,
 )
-from vlmsearch.pipeline.rephrase import (
-    Rephraser,
-    pointed_kind,
-    points_at_image,
-    retrieval_queries,
-)
+from vlmsearch.pipeline.rephrase import Rephraser, points_at_image, retrieval_queries
 from vlmsearch.pipeline.retrieve import Retriever
 from vlmsearch.pipeline.types import (
     Answer,
@@ -142,8 +136,7 @@ class Pipeline:
         quoted = None
         if retrieval and not shown:
             asked = [q for q, _ in queries]  # every way retrieval asked, the resolved question among them
-            wanted = asked_for(question, pointed_kind(question, self.wordnet))
-            quoted = attributor.quote(asked, self.models.text_embedder.embed_texts(asked), self.opts.min_quote_score, wanted) if passages else None
+            quoted = attributor.quote(asked, self.models.text_embedder.embed_texts(asked), self.opts.min_quote_score) if passages else None
             shown = [quoted] if quoted else declined or [NOT_SUPPORTED]
             yield TokenEvent(" ".join(shown))
         text = " ".join(s for s in shown if s)
