@@ -88,7 +88,8 @@ class Engine:
         if self.models.has("image_text"):
             # In logits (the model's logit_scale x cosine): joint models learn very different scales
             # (ours 12.5; a hub SigLIP's is several times that), and the weight should carry over.
-            joint, joint_weight = self.models.image_text.embed_texts([text])[0], search.joint_weight * self.models.image_text.logit_scale
+            joint = self.models.image_text.embed_texts([text])[0]
+            joint_weight = search.joint_weight * self.models.image_text.logit_scale
         weights = TextImageWeights(keyword=search.keyword_weight, text=search.text_weight, joint=joint_weight)
         return self.store.images_by_text(text, vector, k or search.k, where, joint, weights)
 
