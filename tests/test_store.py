@@ -4,7 +4,7 @@ engine): idempotent writes, hybrid retrieval, filters, ANN, joint vectors, docto
 import numpy as np
 import pytest
 
-from vlmsearch.errors import BadInputError, ConfigError
+from vlmsearch.errors import BadInputError, ConfigError, StoreUnavailableError
 from vlmsearch.records import ImageRecord, InfoCard, PassageRecord, Tag, TopicRecord
 from vlmsearch.stores import StoreInfo, open_existing_store, open_store, rrf_fuse
 from vlmsearch.stores.copy import copy_store
@@ -152,6 +152,21 @@ def test_milvus_refuses_another_joint_model(tmp_path):
     assert open_store(where, INFO).info.joint_embedder == "joint-test"  # a profile without one: fine
     with pytest.raises(ConfigError, match="holds joint vectors of 'joint-test'"):
         open_store(where, JOINT.model_copy(update={"joint_embedder": "joint-other", "joint_dim": 6}))
+
+
+def test_a_milvus_server_that_goes_away_mid_session_is_a_clear_error_and_loses_nothing(tmp_path):
+    from milvus_lite.server_manager import server_manager_instance
+
+    store = open_store(f"milvus://{tmp_path}/store.db", INFO)
+    store.add_passages([passage("d1", 0, "Domestic cats usually live 12 to 18 years.", [1, 0, 0, 0])])
+    store.finalize()
+    server_manager_instance.release_server(str(tmp_path / "store.db"))  # the in-process server stops
+    with pytest.raises(StoreUnavailableError, match=r"store\.db is unavailable .*is its server up\?"):
+        store.passages("cats", unit([1, 0, 0, 0]), k=1)
+    with pytest.raises(StoreUnavailableError):
+        store.count()
+    again = open_store(f"milvus://{tmp_path}/store.db", INFO)  # a new server on the same file
+    assert again.count()["passages"] == 1 and again.passages("cats", unit([1, 0, 0, 0]), k=1)[0].id == "d1:0"
 
 
 def test_lance_replaces_the_column_of_another_joint_model_and_keeps_the_rest(tmp_path):

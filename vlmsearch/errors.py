@@ -36,5 +36,13 @@ class TooLargeError(BadInputError):
     """A file or image over a configured limit."""
 
 
+class StoreError(VlmsearchError):
+    """The store refused an operation or failed while in use."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's server cannot be reached (it went away mid-session, or never came up)."""
+
+
 class ModelServerError(VlmsearchError):
     """A remote model endpoint failed or answered something unusable."""

@@ -15,6 +15,8 @@ from vlmsearch.errors import (
     ConfigError,
     MissingWeightsError,
     ModelServerError,
+    StoreError,
+    StoreUnavailableError,
     TooLargeError,
     UnsupportedFileError,
     VlmsearchError,
@@ -43,6 +45,8 @@ _STATUSES = (
     (ConfigError, 400, "bad_config"),
     (MissingWeightsError, 503, "model_unavailable"),
     (ModelServerError, 502, "model_server"),
+    (StoreUnavailableError, 503, "store_unavailable"),
+    (StoreError, 500, "store"),
 )
 
 

@@ -17,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from vlmsearch.errors import BadInputError, ConfigError, MissingDependencyError
+from vlmsearch.errors import (
+    BadInputError,
+    ConfigError,
+    MissingDependencyError,
+    StoreError,
+    StoreUnavailableError,
+)
 from vlmsearch.records import ImageRecord, PassageRecord, TopicRecord
 from vlmsearch.stores.base import (
     IMAGES,
@@ -102,8 +108,11 @@ def _columns(info: StoreInfo, table: str) -> list[tuple[str, str, dict[str, Any]
 
 def _quiet_milvus_lite() -> None:
     """Milvus Lite logs tracebacks for what is not an error to us: it lacks the timestamp call a
-    query iterator tries first (pymilvus falls back), and a locked file is said by our ConfigError."""
+    query iterator tries first (pymilvus falls back), and a locked file is said by our ConfigError.
+    pymilvus logs each failed call with its traceback: our StoreError says it once, plainly."""
     logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+    logging.getLogger("pymilvus.decorators").setLevel(logging.CRITICAL)
+    logging.getLogger("pymilvus.client.connection_manager").setLevel(logging.CRITICAL)
     logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
     logging.getLogger("milvus_lite.server_manager").setLevel(logging.CRITICAL)
 
@@ -126,6 +135,33 @@ def _connect(location: StoreLocation):
             raise ConfigError(f"cannot open Milvus Lite file {location.path} ({exc.message}): is another vlmsearch "
                               "using it? Milvus Lite serves one process; share a store through a Milvus server") from None  # fmt: skip
         raise ConfigError(f"cannot reach Milvus at {location.uri} ({exc.message})") from None
+
+
+class _Guarded:
+    """A pymilvus client (or query iterator) whose failures are said as StoreError: a server that
+    goes away mid-search is a clear message to the CLI and a 503 from our server, not a gRPC traceback."""
+
+    def __init__(self, target, location: StoreLocation):
+        self._target, self._location = target, location
+
+    def __getattr__(self, name: str):
+        member = getattr(self._target, name)
+        if not callable(member):
+            return member
+
+        def call(*args, **kwargs):
+            from pymilvus.client.types import Status
+            from pymilvus.exceptions import MilvusException, MilvusUnavailableException
+
+            try:
+                result = member(*args, **kwargs)
+            except MilvusException as exc:
+                if isinstance(exc, MilvusUnavailableException) or exc.code == Status.CONNECT_FAILED:
+                    raise StoreUnavailableError(f"Milvus store {self._location} is unavailable ({exc.message}): is its server up?") from None
+                raise StoreError(f"Milvus store {self._location}: {name} failed ({exc.message})") from exc
+            return _Guarded(result, self._location) if name == "query_iterator" else result
+
+        return call
 
 
 def _prefix(location: StoreLocation) -> str:
@@ -153,7 +189,7 @@ def stored_info(location: StoreLocation) -> StoreInfo | None:
 
 class MilvusStore(StoreBase):
     def __init__(self, location: StoreLocation, info: StoreInfo, ann_refine_factor: int = 4):
-        self._client = _connect(location)
+        self._client = _Guarded(_connect(location), location)
         self._lite_file = location.path
         self.location = str(location)
         self.ann_refine_factor = ann_refine_factor
@@ -323,17 +359,15 @@ class MilvusStore(StoreBase):
     # --- primitives of StoreBase ------------------------------------------------------------------
 
     def _search(self, table: str, data, field: str, k: int, where: str | None, params: dict) -> list[dict]:
-        from pymilvus.exceptions import MilvusException
-
         expression = milvus_filter(where) if where else ""
         if table == IMAGES and field == "joint":
             expression = f"has_joint == true and ({expression})" if expression else "has_joint == true"
         try:
             return self._client.search(self._name(table), data=[data], anns_field=field, limit=k, filter=expression,
                                        output_fields=self._scalar_columns(table), search_params=params)[0]  # fmt: skip
-        except MilvusException as exc:
-            if where:
-                raise BadInputError(f"invalid filter {where!r}: {exc.message}") from None
+        except StoreError as exc:
+            if where and not isinstance(exc, StoreUnavailableError):
+                raise BadInputError(f"invalid filter {where!r}: {exc.__cause__.message}") from None
             raise
 
     def _dense(self, table: str, column: str, vector: np.ndarray, k: int, where: str | None) -> list[tuple[Row, float]]:
