@@ -10,6 +10,7 @@ from vlmsearch.pipeline.generate import (
     Marked,
     as_data,
     as_written,
+    looping,
     says_not_found,
 )
 from vlmsearch.pipeline.rephrase import (
@@ -100,6 +101,22 @@ def test_attribution_follows_numbers_and_leaves_unsupported_claims_unmarked():
     assert attributor.mark("The cat weighs about 4 kilograms.") == Marked("The cat weighs about 4 kilograms.", False)  # no source has 4
     assert attributor.mark("The shop opens at 9AM.") == Marked("The shop opens at 9AM.", True)  # the image says so: no [n]
     assert says_not_found("The sources do not say.") and not says_not_found("Cats purr [1].")
+
+
+def test_source_file_names_and_loops_are_no_answer():
+    """A 0.5B generator once answered "what is the name of this drink?" with the prompt's source
+    labels, "lemonade.md  lemonade.md  cocktail-sauce.md ...", until max_tokens."""
+    passages = [
+        PassageHit("a:0", "a", "/docs/lemonade.md", 0, "Lemonade: sweetened beverage of diluted lemon juice.", 1.0),
+        PassageHit("b:0", "b", "/docs/cocktail-sauce.md", 0, "Cocktail sauce: ketchup and horseradish.", 0.9),
+    ]
+    attributor = Attributor(passages, MiniLM())
+    assert attributor.mark("lemonade.md  lemonade.md  cocktail-sauce.md") == Marked("", False)
+    assert attributor.mark("lemonade.md cocktail-sauce.md Lemonade is a sweetened beverage.") == Marked("Lemonade is a sweetened beverage [1].", True)
+    loop = "lemonade.md  lemonade.md  cocktail-sauce.md  schnapps.md  grape.md  " * 5
+    assert looping(loop) and not looping(loop[:60])  # a few names are not yet a loop
+    prose = "Lemonade is a sweetened drink made of lemon juice, water and sugar; it is served cold in summer, often with ice and mint, and sold at fairs."
+    assert not looping(prose) and not looping(prose + " " + prose[:40])
 
 
 def test_a_plain_answer_is_quoted_with_the_sentence_that_names_its_subject():

@@ -48,6 +48,16 @@ _WORD = re.compile(r"[a-z]+|\d+(?:[.,]\d+)?")
 _STOP = frozenset("a an the of in on at to for and or is are was were be it its this that with by as from".split())
 
 
+# A reply this long that repeats its words this much is a loop ("lemonade.md lemonade.md ..."), a
+# small model's failure mode: it would run on to max_tokens and say nothing.
+LOOP_MIN_WORDS, LOOP_MAX_DISTINCT = 24, 0.3
+
+
+def looping(text: str) -> bool:
+    words = text.lower().split()
+    return len(words) >= LOOP_MIN_WORDS and len(set(words)) <= LOOP_MAX_DISTINCT * len(words)
+
+
 def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
 
@@ -117,6 +127,9 @@ class Attributor:
 
     def __init__(self, passages: Sequence[PassageHit], embedder, image_facts: Sequence[str] = ()):
         self.embedder = embedder
+        # The prompt labels each source with its file name; a small model may answer "what is the name
+        # of ..." with those labels. They are no claim, so they are dropped before a sentence is checked.
+        self.file_names = {Path(p.source).name.lower() for p in passages}
         self.sources = [(n, s) for n, p in enumerate(passages, 1) for s in _SENTENCE.split(p.text) if s.strip()]
         # Compared sentence to sentence: a short claim against a whole passage scores too low.
         self.vectors = embedder.embed_texts([s for _, s in self.sources]) if self.sources else None
@@ -143,7 +156,8 @@ class Attributor:
         return [" ".join(t) if t else "(not relevant here)" for t in texts]
 
     def mark(self, sentence: str) -> Marked:
-        claim = re.sub(r"\s+([.,!?])", r"\1", _CITATION.sub("", sentence)).strip()  # the model's own markers are unchecked
+        claim = " ".join(w for w in sentence.split() if w.lower().strip(".,;:()") not in self.file_names)
+        claim = re.sub(r"\s+([.,!?])", r"\1", _CITATION.sub("", claim)).strip()  # the model's own markers are unchecked
         if not claim or (self.vectors is None and self.image_vectors is None):
             return Marked(claim, False)
         vector = self.embedder.embed_texts([claim])[0]

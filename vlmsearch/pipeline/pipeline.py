@@ -17,6 +17,7 @@ from vlmsearch.pipeline.generate import (
     Generator,
     as_written,
     cited,
+    looping,
     says_not_found,
 )
 from vlmsearch.pipeline.rephrase import Rephraser, points_at_image, retrieval_queries
@@ -118,10 +119,13 @@ class Pipeline:
         # invents weights and dates). A decline that opens the answer waits: when nothing else comes,
         # a passage that answers plainly is quoted instead, and failing that the answer says so.
         subject = query.subject if query and points_at_image(question) else ""
-        held, declined = [], []
+        held, declined, looped = [], [], False
         for done, unfinished in as_written(timed(generator.stream(question, facts, passages, caption, retrieval, texts, subject))):
             for sentence in done:
                 marked = attributor.mark(sentence)
+                if marked.text and marked.text in shown:  # said again word for word: the model loops
+                    looped = True
+                    break
                 if retrieval and says_not_found(marked.text) and not shown:
                     declined.append(marked.text)
                     continue
@@ -132,6 +136,9 @@ class Pipeline:
                     shown.append(text)
                     yield TokenEvent(text + " ")
                 declined = []
+            if looped or looping(unfinished):  # stopped, not waited out: nothing sensible comes after a loop
+                held.append(unfinished)
+                break
             yield DraftEvent(unfinished)  # the first words on screen need not wait for a whole sentence
         quoted = None
         if retrieval and not shown:
