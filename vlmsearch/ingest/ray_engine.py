@@ -119,13 +119,14 @@ def _quiet_worker() -> None:
 class _ImagePool:
     """One actor: its model(s) load on first use and stay for every batch it is given."""
 
-    def __init__(self, settings: Settings, steps: tuple[str, ...]):
+    def __init__(self, settings: Settings, steps: tuple[str, ...], keep_pixels: bool):
         from vlmsearch.knowledge.wordnet import DEFAULT_DATA_NOUN, WordNet
         from vlmsearch.models.registry import Models
 
         _quiet_worker()
         wordnet = WordNet() if "tag" in steps and DEFAULT_DATA_NOUN.is_file() else None
         self.work, self.steps = ImageSteps(Models(settings.profile, settings.cache_dir), settings.ingest, wordnet), steps
+        self.keep_pixels = keep_pixels  # whether a later pool needs them
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         failed = [item for item in batch["item"] if isinstance(item, Failure)]  # they pass through
@@ -135,6 +136,9 @@ class _ImagePool:
     def _run(self, pictures: list[Picture]) -> None:
         for step in self.steps:
             getattr(self.work, step)(pictures)
+        if not self.keep_pixels:
+            for picture in pictures:
+                picture.image = None
 
 
 class _DocumentPool:
@@ -218,10 +222,11 @@ def _image_stream(ray, rows: list[dict], settings: Settings, cpus: int):
         return None
     batch = settings.ingest.batch_size
     stream = ray.data.from_items(rows).map_batches(_decode, fn_kwargs={"settings": settings}, batch_size=batch, num_cpus=0.25)
-    for steps, share in _IMAGE_POOLS:
+    for i, (steps, share) in enumerate(_IMAGE_POOLS):
+        keep_pixels = any(ImageSteps.PIXEL_STEPS & set(later) for later, _ in _IMAGE_POOLS[i + 1 :])
         stream = stream.map_batches(
-            _ImagePool, fn_constructor_kwargs={"settings": settings, "steps": steps}, batch_size=batch, num_cpus=0.25,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(cpus * share))),
+            _ImagePool, fn_constructor_kwargs={"settings": settings, "steps": steps, "keep_pixels": keep_pixels},
+            batch_size=batch, num_cpus=0.25, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(cpus * share))),
         )  # fmt: skip
     return stream
 

@@ -85,7 +85,8 @@ class Picture(_Item):
 
     path: Path
     id: str
-    image: Image.Image
+    image: Image.Image | None  # None once no step left needs the pixels (Ray: they need not travel on)
+    size: tuple[int, int]  # in the file (the image may be reduced for the models)
     joint_only: bool = False  # stored already, indexed before the joint model: only its joint vector is new
     tags: tuple[Tag, ...] = ()
     card: InfoCard | None = None
@@ -99,22 +100,23 @@ class Picture(_Item):
 
     def record(self) -> ImageRecord:
         return ImageRecord(
-            id=self.id, path=str(self.path.resolve()), width=self.image.info["source_size"][0],
-            height=self.image.info["source_size"][1], tags=self.tags, ocr_text=self.ocr_text, card=self.card,
-            description=self.description, features=self.features, text_vector=self.text_vector, joint=self.joint,
+            id=self.id, path=str(self.path.resolve()), width=self.size[0], height=self.size[1], tags=self.tags,
+            ocr_text=self.ocr_text, card=self.card, description=self.description, features=self.features, text_vector=self.text_vector, joint=self.joint,
             metadata={"file_name": self.path.name, "bytes": self.path.stat().st_size},
         )  # fmt: skip
 
 
 def decode_picture(path: Path, id_: str, data: bytes, settings: IngestSettings, joint_only: bool = False) -> Picture:
     """BadInputError for what is not a usable image."""
-    return Picture(path, id_, decode_image(data, str(path), settings.max_image_pixels, MODEL_SIDE), joint_only)
+    image = decode_image(data, str(path), settings.max_image_pixels, MODEL_SIDE)
+    return Picture(path, id_, image, image.info["source_size"], joint_only)
 
 
 class ImageSteps:
     """Tagger (+ info card), image embedders, OCR, then the description and its text vector."""
 
     STEPS = ("tag", "embed", "read_text", "describe")
+    PIXEL_STEPS = frozenset({"tag", "embed", "read_text"})  # describe works from what these found
 
     def __init__(self, models: Models, settings: IngestSettings, wordnet: WordNet | None = None):
         self.models, self.settings, self.wordnet = models, settings, wordnet
