@@ -51,6 +51,9 @@ def test_subjects_follow_the_kind_the_question_points_at():
     assert pointed_kind("What is the name of this drink?", wordnet) == "drink"  # what "this" points at, not "the name"
     assert pointed_kind("What group does this celestial body belong to?", wordnet) == "celestial body"
     assert pointed_kind("What else is the piece of equipment in this picture called?", wordnet) == "equipment"
+    # The thing "in this picture", not an earlier noun of the question's framing.
+    assert pointed_kind("What is the name of the implement in this picture?", wordnet) == "implement"
+    assert pointed_kind("Who was the first person to make the device in this picture?", wordnet) == "device"
     assert fallback_query("What is the celestial body in this picture?", "Sun", wordnet) == "What is Sun?"
     assert fallback_query("What is this piece of clothing?", "Hat", wordnet) == "What is Hat?"
     assert subjects("What is the fruit in this picture called?", picture, wordnet) == ["apple"]  # not a chair either
@@ -113,6 +116,8 @@ def test_source_file_names_and_loops_are_no_answer():
     attributor = Attributor(passages, MiniLM())
     assert attributor.mark("lemonade.md  lemonade.md  cocktail-sauce.md") == Marked("", False)
     assert attributor.mark("lemonade.md cocktail-sauce.md Lemonade is a sweetened beverage.") == Marked("Lemonade is a sweetened beverage [1].", True)
+    # Cut short: it restates the question and says nothing, though its words match the source.
+    assert attributor.mark("The first person to make lemonade is [1].") == Marked("The first person to make lemonade is.", False)
     loop = "lemonade.md  lemonade.md  cocktail-sauce.md  schnapps.md  grape.md  " * 5
     assert looping(loop) and not looping(loop[:60])  # a few names are not yet a loop
     prose = "Lemonade is a sweetened drink made of lemon juice, water and sugar; it is served cold in summer, often with ice and mint, and sold at fairs."

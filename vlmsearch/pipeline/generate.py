@@ -51,6 +51,9 @@ _STOP = frozenset("a an the of in on at to for and or is are was were be it its 
 # A reply this long that repeats its words this much is a loop ("lemonade.md lemonade.md ..."), a
 # small model's failure mode: it would run on to max_tokens and say nothing.
 LOOP_MIN_WORDS, LOOP_MAX_DISTINCT = 24, 0.3
+# A sentence that stops on one of these was cut short: "The first person to make Sausage is [1]."
+# restates the question and says nothing, however well its words match a source.
+_UNFINISHED = re.compile(r"\b(?:is|are|was|were|be|of|by|the|a|an|to|and|or|as)\W*$", re.IGNORECASE)
 
 
 def looping(text: str) -> bool:
@@ -158,7 +161,7 @@ class Attributor:
     def mark(self, sentence: str) -> Marked:
         claim = " ".join(w for w in sentence.split() if w.lower().strip(".,;:()") not in self.file_names)
         claim = re.sub(r"\s+([.,!?])", r"\1", _CITATION.sub("", claim)).strip()  # the model's own markers are unchecked
-        if not claim or (self.vectors is None and self.image_vectors is None):
+        if not claim or _UNFINISHED.search(claim) or (self.vectors is None and self.image_vectors is None):
             return Marked(claim, False)
         vector = self.embedder.embed_texts([claim])[0]
         if self.vectors is not None:

@@ -66,12 +66,15 @@ def _kind_spans(question: str, wordnet) -> list[tuple[int, int, str]]:
     if wordnet is None:
         return []
     spans = []
+    # "the implement in this picture" points as much as "this implement" does.
+    phrases = {found.start() for found in _POINTING_PHRASE.finditer(question)}
     for found in _DETERMINED.finditer(question):
         first, second = found.group(2).lower(), (found.group(3) or "").lower()
+        pointing = found.group(1).lower() != "the" or found.start() in phrases
         if second and wordnet.senses(f"{first} {second}"):
-            spans.append((found.start(), found.end(), f"{first} {second}", found.group(1).lower() != "the"))
+            spans.append((found.start(), found.end(), f"{first} {second}", pointing))
         elif first not in _NOT_KINDS and len(first) > 2 and wordnet.senses(first):
-            spans.append((found.start(), found.end(2), first, found.group(1).lower() != "the"))
+            spans.append((found.start(), found.end(2), first, pointing))
     return [(start, end, kind) for start, end, kind, _ in sorted(spans, key=lambda span: not span[3])]
 
 
