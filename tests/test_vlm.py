@@ -54,6 +54,42 @@ def test_adapters_train_only_themselves_and_reload_exactly(tiny_lm, tmp_path, ad
     assert isinstance("".join(again.stream(None, chat, max_new_tokens=3)), str)  # text-only chat still works
 
 
+def test_joint_tokens_read_the_joint_heads_off_the_grid_and_grow_a_trained_adapter(tiny_lm, tmp_path):
+    """The shipped joint heads' embedding, computed from the encoder's grid, is the image_text role's
+    embedding of the image; it enters as extra image tokens, trained while the heads stay frozen."""
+    from conftest import skimage_photo
+
+    from vlmsearch.models.registry import build_model
+
+    settings = Settings()
+    base = config(tiny_lm, "mlp")
+    trained = VisionLanguageModel(base, *load_lm(base))
+    trained.save_pretrained(tmp_path / "trained")
+    model = VisionLanguageModel.from_pretrained(tmp_path / "trained", settings.cache_dir).add_joint_tokens(2, settings.cache_dir)
+    assert model.image_context_tokens == 2 * 2 + 2 and model.config.joint_tokens == 2
+
+    images = [skimage_photo("rocket"), skimage_photo("coffee")]
+    grids = build_model("image_embedder", base.encoder, settings.cache_dir).feature_maps(images)
+    joint = build_model("image_text", base.joint, settings.cache_dir)
+    assert torch.allclose(model.joint_view(grids), torch.from_numpy(joint.embed_images(images)), atol=1e-5)
+
+    model.train()  # the heads stay as at inference (no dropout) while the adapter trains
+    assert not model.joint_view.training and not model.joint_view.heads.training
+    prompt = model.prompt([{"role": "user", "content": "what is this image"}])
+    ids, mask = prompt["input_ids"].repeat(2, 1), prompt["attention_mask"].repeat(2, 1)
+    model(grids, ids, mask, labels=ids.clone()).loss.backward()
+    changed = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert any(n.startswith("joint_projector.") for n in changed)  # zero-initialised last layer: it learns from step 1
+    assert not any(n.startswith(("lm.", "joint_view.")) for n in changed)
+
+    model.eval().save_pretrained(tmp_path / "grown")
+    saved = set(__import__("safetensors.torch").torch.load_file(str(tmp_path / "grown" / "adapter.safetensors")))
+    assert any(k.startswith("joint_projector.") for k in saved) and not any(k.startswith(("lm.", "joint_view.")) for k in saved)
+    chat = [{"role": "user", "content": "what is this image"}]
+    again = VisionLanguageModel.from_pretrained(tmp_path / "grown", settings.cache_dir)
+    assert "".join(again.stream(grids[:1], chat, max_new_tokens=6)) == "".join(model.stream(grids[:1], chat, max_new_tokens=6))
+
+
 def _dataset(folder: Path) -> Path:
     """Two colours, each with its own caption: learnable from the image alone."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -226,6 +262,10 @@ def test_train_vlm_cli_stages_and_errors(tiny_lm, tmp_path):
                      "--out", str(tmp_path / "task"), "--steps", "2", "--lr", "1e-4", "--json")  # fmt: skip
     assert second.returncode == 0, second.stderr
     assert json.loads((tmp_path / "task" / "config.json").read_text())["adapter"] == "cross_attention"  # from --init
+    grown = run_cli("train", "vlm", "--stage", "task", "--init", str(tmp_path / "task"), "--joint-tokens", "1", "--data", str(data),
+                    "--out", str(tmp_path / "joint"), "--steps", "2", "--json")  # fmt: skip
+    assert grown.returncode == 0, grown.stderr
+    assert json.loads((tmp_path / "joint" / "config.json").read_text())["joint_tokens"] == 1  # latents + one joint token
     result = run_cli("train", "vlm", "--stage", "dpo", "--data", str(data), "--out", str(tmp_path / "x"))
     assert result.returncode == 1 and "dpo stage is not implemented yet" in result.stderr
     result = run_cli("train", "vlm", "--data", str(data), "--out", str(tmp_path / "x"), "--adapter", "bogus")

@@ -76,6 +76,7 @@ def train_vlm_command(
     steps: Annotated[int, typer.Option(min=1)] = 200,
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
     lr: Annotated[float, typer.Option(help="Adapter learning rate")] = 1e-3,
+    joint_tokens: Annotated[int, typer.Option(min=0, help="Image tokens from the joint heads' embedding (with --init: added to its adapter)")] = 0,
     precision: Annotated[str, typer.Option(help="auto (bf16 where native: ~2.4x faster), bf16 or fp32 for the frozen LM")] = "auto",
     name: Annotated[str, typer.Option(help="Model name [default: vlm-<adapter>]")] = "",
     save_every: Annotated[int, typer.Option(min=1, help="Steps between saves; a killed run resumes from the last one")] = 50,
@@ -99,10 +100,10 @@ def train_vlm_command(
         if adapter == "lora" and lm.startswith("bundled:"):
             raise VlmsearchError("--adapter lora fine-tunes a Hugging Face VLM: give its id or folder with --lm")
         lora = LoRASettings(base=lm) if adapter == "lora" else None
-        model = None if init or lora else VLMConfig(name=name or f"vlm-{adapter}", lm=lm, adapter=adapter)
+        model = None if init or lora else VLMConfig(name=name or f"vlm-{adapter}", lm=lm, adapter=adapter, joint_tokens=joint_tokens)
         settings = VLMTrainSettings(
             data=tuple(data), out=out_dir, stage=stage, init=init, model=model, lora=lora, steps=steps, batch_size=batch_size, lr=lr,
-            precision=precision, save_every=save_every,
+            precision=precision, save_every=save_every, joint_tokens=joint_tokens if init else 0,
         )
     except ValidationError as exc:
         fail(VlmsearchError(f"bad option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"))

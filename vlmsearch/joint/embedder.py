@@ -27,21 +27,21 @@ class JointEmbedder:
     """Images and texts in one space; `logit_scale`/`logit_bias` turn similarities into label scores."""
 
     def __init__(self, checkpoint: Path, cache_dir: Path):
-        self._heads = load_heads(checkpoint)
-        config = self._heads.config
+        self.heads = load_heads(checkpoint)
+        config = self.heads.config
         self.name, self.dim = config.name, config.dim
         self.sigmoid = config.loss == "siglip"
-        self.logit_scale = float(self._heads.logit_scale.exp())
-        self.logit_bias = float(self._heads.logit_bias)
-        self._image_tower = build_model("image_embedder", config.image_tower, cache_dir)
+        self.logit_scale = float(self.heads.logit_scale.exp())
+        self.logit_bias = float(self.heads.logit_bias)
+        self.image_tower = build_model("image_embedder", config.image_tower, cache_dir)
         self._text_tower = build_model("text_embedder", config.text_tower, cache_dir)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        features = torch.from_numpy(tower_features(self._image_tower, images, bool(self._heads.config.classes)))
+        features = torch.from_numpy(tower_features(self.image_tower, images, bool(self.heads.config.classes)))
         with torch.inference_mode():
-            return self._heads.embed_images(features).numpy()
+            return self.heads.embed_images(features).numpy()
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         features = torch.from_numpy(self._text_tower.embed_texts(texts))
         with torch.inference_mode():
-            return self._heads.embed_texts(features).numpy()
+            return self.heads.embed_texts(features).numpy()

@@ -110,10 +110,17 @@ class EfficientNetLite0:
         import torch
 
         with torch.inference_mode():
-            pooled = self._net.extract_features(imagenet_tensor(images)).mean(dim=(2, 3))
-            probabilities = self._net._fc(pooled).softmax(dim=1)  # the network's own head, as in forward()
-        features = torch.nn.functional.normalize(pooled, dim=1)
+            features, probabilities = self.features_from_grid(self._net.extract_features(imagenet_tensor(images)))
         return features.numpy().astype(np.float32), probabilities.numpy()
+
+    def features_from_grid(self, grids):
+        """(n, 1280, 7, 7) feature maps -> unit-length pooled features and class probabilities, as
+        torch tensors: what `features_and_probabilities` gives, for a caller that holds the grids."""
+        import torch
+
+        pooled = grids.mean(dim=(2, 3))
+        probabilities = self._net._fc(pooled).softmax(dim=1)  # the network's own head, as in forward()
+        return torch.nn.functional.normalize(pooled, dim=1), probabilities
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.features_and_probabilities(images)[0]

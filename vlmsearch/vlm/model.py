@@ -26,6 +26,7 @@ from vlmsearch.vlm.adapters import (
     PerceiverResampler,
     WithCrossAttention,
 )
+from vlmsearch.vlm.joint_tokens import JointProjector, JointView, load_joint_view
 
 # The trigram rule should apply to new tokens only (the prompt is embeddings, image tokens first):
 # what transformers warns about on every call is what we want.
@@ -33,6 +34,7 @@ warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*inputs_embeds
 
 CONFIG_FILE, ADAPTER_FILE = "config.json", "adapter.safetensors"
 IGNORE = -100  # label of positions that carry no loss (image tokens, prompts)
+FROZEN = ("lm.", "joint_view.")  # state that comes from elsewhere, never saved with the adapter
 
 
 class VLMConfig(BaseModel):
@@ -47,6 +49,8 @@ class VLMConfig(BaseModel):
     latents: int = 8  # cross_attention: resampled image latents the LM attends to
     cross_attention_every: int = 4  # cross_attention: a gated block before every n-th LM layer
     heads: int = 8
+    joint_tokens: int = 0  # image tokens from the joint heads' embedding, in front of the grid's (vlm/joint_tokens.py)
+    joint: ModelSpec = ModelSpec(backend="bundled", model="joint-openclipart-siglip")  # those heads, on `encoder`
 
 
 BUNDLED_LM = "bundled:qwen2.5-coder-0.5b-instruct"
@@ -119,11 +123,16 @@ def dequantised_lm(folder: Path, gguf: str) -> Path:
 
 
 class VisionLanguageModel(nn.Module):
-    def __init__(self, config: VLMConfig, lm, tokenizer):
+    def __init__(self, config: VLMConfig, lm, tokenizer, joint_view: JointView | None = None):
         super().__init__()
         self.config, self.lm, self.tokenizer = config, lm, tokenizer
         self.autocast = False  # bf16 autocast around the LM (lm_in_bfloat16)
         width = lm.config.hidden_size
+        self.joint_view: JointView | None = None
+        if config.joint_tokens:
+            if joint_view is None:
+                raise ValueError(f"{config.name}: {config.joint_tokens} joint tokens need the joint view (VisionLanguageModel.build)")
+            self.joint_view, self.joint_projector = joint_view, JointProjector(joint_view.dim, width, config.joint_tokens)
         if config.adapter == "mlp":
             self.adapter = MLPProjector(config.encoder_dim, width, config.image_side)
         else:
@@ -133,6 +142,20 @@ class VisionLanguageModel(nn.Module):
             for i in range(0, len(layers), config.cross_attention_every):
                 self.blocks.append(GatedCrossAttention(width, config.heads))
                 layers[i] = WithCrossAttention(layers[i], self.blocks[-1])
+
+    @classmethod
+    def build(cls, config: VLMConfig, cache_dir: Path | None = None) -> VisionLanguageModel:
+        """A new, untrained adapter on the config's frozen LM (and joint heads, for joint tokens)."""
+        return cls(config, *load_lm(config, cache_dir), joint_view=_joint_view(config, cache_dir))
+
+    def add_joint_tokens(self, tokens: int, cache_dir: Path | None = None) -> VisionLanguageModel:
+        """Grow a trained adapter by `tokens` joint tokens (new, trained from here on); the rest stays."""
+        if self.config.joint_tokens:
+            raise ValueError(f"{self.config.name} already has {self.config.joint_tokens} joint tokens")
+        self.config = self.config.model_copy(update={"joint_tokens": tokens})
+        self.joint_view = _joint_view(self.config, cache_dir)
+        self.joint_projector = JointProjector(self.joint_view.dim, self.lm.config.hidden_size, tokens)
+        return self
 
     def set_precision(self, precision: Precision) -> VisionLanguageModel:
         if precision == "bf16" or (precision == "auto" and bf16_is_fast(self.lm.device.type)):
@@ -157,20 +180,27 @@ class VisionLanguageModel(nn.Module):
     @property
     def image_context_tokens(self) -> int:
         """LM context positions one image takes: the article's trade-off between the two adapters."""
-        return self.config.image_side**2 if self.config.adapter == "mlp" else 0
+        return self.config.image_side**2 + self.config.joint_tokens if self.config.adapter == "mlp" else 0
 
     def _set_media(self, media: torch.Tensor | None) -> None:
         for layer in self.lm.model.layers:
             if isinstance(layer, WithCrossAttention):
                 layer.media = media
 
+    def _image_tokens(self, grids: torch.Tensor) -> torch.Tensor:
+        """(n, tokens, width): the joint tokens, if any, then the adapter's (grid tokens or latents)."""
+        tokens = self.adapter(grids)
+        if not self.config.joint_tokens:
+            return tokens
+        return torch.cat([self.joint_projector(self.joint_view(grids)).to(tokens.dtype), tokens], dim=1)
+
     def _inputs(self, grids: torch.Tensor | None, input_ids, attention_mask, labels=None) -> dict:
         """LM keyword arguments: image tokens in front of the text (mlp) or image latents to attend to."""
         if grids is None or self.config.adapter == "cross_attention":
-            self._set_media(None if grids is None else self.adapter(grids))
+            self._set_media(None if grids is None else self._image_tokens(grids))
             return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         self._set_media(None)
-        images = self.adapter(grids)  # (n, side*side, width)
+        images = self._image_tokens(grids)  # (n, joint + side*side, width)
         text = self.lm.get_input_embeddings()(input_ids)  # (n, t, width)
         n, count = images.shape[:2]
         mask = torch.cat([attention_mask.new_ones(n, count), attention_mask], dim=1)
@@ -202,8 +232,8 @@ class VisionLanguageModel(nn.Module):
         )
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Everything but the frozen LM: the adapter (and cross-attention blocks)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("lm.")}
+        """Everything but the frozen parts: the adapter (and cross-attention blocks, joint projector)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(FROZEN)}
 
     def save_pretrained(self, out: Path) -> Path:
         from safetensors.torch import save_file
@@ -220,8 +250,16 @@ class VisionLanguageModel(nn.Module):
         if not (checkpoint / CONFIG_FILE).is_file() or not (checkpoint / ADAPTER_FILE).is_file():
             raise MissingWeightsError(f"{checkpoint}: not a VLM checkpoint (needs {CONFIG_FILE} and {ADAPTER_FILE})")
         config = VLMConfig.model_validate_json((checkpoint / CONFIG_FILE).read_text())
-        model = cls(config, *load_lm(config, cache_dir))
+        model = cls.build(config, cache_dir)
         missing = model.load_state_dict(load_file(str(checkpoint / ADAPTER_FILE)), strict=False)
-        if missing.unexpected_keys or any(not k.startswith("lm.") for k in missing.missing_keys):
+        if missing.unexpected_keys or any(not k.startswith(FROZEN) for k in missing.missing_keys):
             raise MissingWeightsError(f"{checkpoint}: adapter weights do not match its config ({missing})")
         return model.eval()
+
+
+def _joint_view(config: VLMConfig, cache_dir: Path | None) -> JointView | None:
+    if not config.joint_tokens:
+        return None
+    from vlmsearch.config import default_cache_dir
+
+    return load_joint_view(config.joint, config.encoder, cache_dir or default_cache_dir())

@@ -31,7 +31,6 @@ from vlmsearch.vlm.model import (
     Precision,
     VisionLanguageModel,
     VLMConfig,
-    load_lm,
 )
 from vlmsearch.vlm.state import STATE_FILE, batch_at, save_state, start_or_resume
 
@@ -45,6 +44,7 @@ class VLMTrainSettings(BaseModel):
     stage: Literal["pretrain", "sft", "task"] = "pretrain"
     init: Path | None = None  # a checkpoint to continue from; otherwise `model` builds a new adapter
     model: VLMConfig | None = None
+    joint_tokens: int = 0  # with `init`: grow its adapter by this many joint tokens (vlm/joint_tokens.py)
     steps: int = 200
     batch_size: int = 4
     lr: float = 1e-3  # LLaVA's pre-training rate for a fresh projector; lower it for later stages
@@ -147,14 +147,16 @@ def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLM
     if start:
         model = VisionLanguageModel.from_pretrained(start, cache_dir)
     else:
-        lm = load_lm(settings.model, cache_dir)
         torch.manual_seed(settings.seed)  # the adapter's initial weights: a run is a function of its seed
-        model = VisionLanguageModel(settings.model, *lm)
+        model = VisionLanguageModel.build(settings.model, cache_dir)
+    if settings.joint_tokens and not model.config.joint_tokens:  # a resumed run has them already
+        torch.manual_seed(settings.seed)
+        model.add_joint_tokens(settings.joint_tokens, cache_dir)
     if progress:
         progress.remove_task(loading)
     model.set_precision(settings.precision)
     grids = _grids(conversations, model.config, cache_dir, progress)
-    named = {n: p for n, p in model.named_parameters() if not n.startswith("lm.") or ".block." in n}
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}  # the LM and joint heads are frozen
     trainable = list(named.values())
     optimizer, step, losses = start_or_resume(settings.out, named, settings.lr, settings.seed)
     model.train()
