@@ -101,7 +101,8 @@ class Picture(_Item):
     def record(self) -> ImageRecord:
         return ImageRecord(
             id=self.id, path=str(self.path.resolve()), width=self.size[0], height=self.size[1], tags=self.tags,
-            ocr_text=self.ocr_text, card=self.card, description=self.description, features=self.features, text_vector=self.text_vector, joint=self.joint,
+            ocr_text=self.ocr_text, card=self.card, description=self.description, features=self.features,
+            text_vector=self.text_vector, joint=self.joint,
             metadata={"file_name": self.path.name, "bytes": self.path.stat().st_size},
         )  # fmt: skip
 

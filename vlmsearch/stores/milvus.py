@@ -157,7 +157,8 @@ class _Guarded:
                 result = member(*args, **kwargs)
             except MilvusException as exc:
                 if isinstance(exc, MilvusUnavailableException) or exc.code == Status.CONNECT_FAILED:
-                    raise StoreUnavailableError(f"Milvus store {self._location} is unavailable ({exc.message}): is its server up?") from None
+                    message = f"Milvus store {self._location} is unavailable ({exc.message}): is its server up?"
+                    raise StoreUnavailableError(message) from None
                 raise StoreError(f"Milvus store {self._location}: {name} failed ({exc.message})") from exc
             return _Guarded(result, self._location) if name == "query_iterator" else result
 
