@@ -266,6 +266,9 @@ def test_train_vlm_cli_stages_and_errors(tiny_lm, tmp_path):
                     "--out", str(tmp_path / "joint"), "--steps", "2", "--json")  # fmt: skip
     assert grown.returncode == 0, grown.stderr
     assert json.loads((tmp_path / "joint" / "config.json").read_text())["joint_tokens"] == 1  # latents + one joint token
+    again = run_cli("train", "vlm", "--stage", "task", "--init", str(tmp_path / "joint"), "--joint-tokens", "2", "--data", str(data),
+                    "--out", str(tmp_path / "joint2"), "--steps", "1")  # fmt: skip
+    assert again.returncode == 1 and "has 1 joint tokens, not 2" in again.stderr
     result = run_cli("train", "vlm", "--stage", "dpo", "--data", str(data), "--out", str(tmp_path / "x"))
     assert result.returncode == 1 and "dpo stage is not implemented yet" in result.stderr
     result = run_cli("train", "vlm", "--data", str(data), "--out", str(tmp_path / "x"), "--adapter", "bogus")

@@ -2,10 +2,12 @@
 image tokens, in front of the grid's.
 
 The heads were trained contrastively on titles (`vlmsearch train contrastive`), far longer than the
-adapter trains on captions; their embedding says *what* is drawn better than the adapter has learnt
-to read off the grid (benchmarks/joint.py against benchmarks/vlm.py). Both come from the same frozen
-encoder pass: the heads take the grid's pooled features and the encoder's class probabilities, so
-the VLM still takes grids only and nothing changes for the data, the cache or the chat.
+adapter trains on captions, and name held-out drawings more often than our VLM's captions do. Both
+come from the same frozen encoder pass: the heads take the grid's pooled features and the encoder's
+class probabilities, so the VLM still takes grids only and nothing changes for the data, the cache
+or the chat. Measured on the offline adapter, two such tokens bought nothing that as many more
+training steps without them did not (README, Performance): they are an option, not in the shipped
+checkpoint.
 """
 
 from __future__ import annotations

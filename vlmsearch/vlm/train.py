@@ -149,6 +149,8 @@ def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLM
     else:
         torch.manual_seed(settings.seed)  # the adapter's initial weights: a run is a function of its seed
         model = VisionLanguageModel.build(settings.model, cache_dir)
+    if settings.joint_tokens and model.config.joint_tokens not in (0, settings.joint_tokens):
+        raise BadInputError(f"{start} has {model.config.joint_tokens} joint tokens, not {settings.joint_tokens}: its adapter grows them once")
     if settings.joint_tokens and not model.config.joint_tokens:  # a resumed run has them already
         torch.manual_seed(settings.seed)
         model.add_joint_tokens(settings.joint_tokens, cache_dir)
