@@ -85,7 +85,7 @@ def run(images: int = 60, repeats: int = 3, ray_images: int = 300) -> dict:
         n = len(files)
         settings = Settings.create()
         remembered = bundled._last_efficientnet_batch
-        bundled._last_efficientnet_batch = _EveryTime()
+        bundled._last_efficientnet_batch = {fit: _EveryTime() for fit in remembered}
         try:
             before = _summary(_single_process(_with_ocr(settings, BEFORE_OCR), root, photos[:2], "before", repeats), n)
         finally:

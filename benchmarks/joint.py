@@ -5,7 +5,10 @@ untrained baselines, and the fused search the product runs, all in one run.
   text and info cards; file names not searchable), on a real store;
 - soft labels: ImageNet class probabilities times the text embeddings of the class names, a
   zero-shot joint space made from the same two towers with no training;
-- clip / siglip: heads trained here by `vlmsearch.joint.train` (same data, seed and split);
+- clip / siglip: heads trained here by `vlmsearch.joint.train` (same data, seed and split), one
+  member on the centre crop (the first recipe);
+- shipped heads: the package's checkpoint (`make train-joint`: padded images, 4 augmented views,
+  3 members merged), read as shipped;
 - fused: the shipped model's vectors with tags + OCR, by RRF (the previous default) and by a weighted
   sum of scores (what `vlmsearch search` does now).
 
@@ -136,9 +139,9 @@ def run(data: Path = OPENCLIPART, progress=None) -> dict:
         texts = [p.text for p in clip_queries] + [p.text for p in photos] + topics
 
         spaces = {"soft labels (untrained)": _soft_label_space(images, texts, engine)}
-        for loss, path in heads.items():
-            model = JointEmbedder(path, cache)
-            spaces[f"{loss} heads"] = (model.embed_images(images), model.embed_texts(texts))
+        for label, model in [*((f"{loss} heads", JointEmbedder(path, cache)) for loss, path in heads.items()),
+                             (f"shipped heads ({engine.models.image_text.name})", engine.models.image_text)]:  # fmt: skip
+            spaces[label] = (model.embed_images(images), model.embed_texts(texts))
         n_clip, n_photo = len(clip_queries), len(photos)
         for method, (image_vectors, text_vectors) in spaces.items():
             results[method] = {

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli, skimage_photo
 from PIL import Image
 
-from conftest import run_cli, skimage_photo
 from vlmsearch.config import Settings
 from vlmsearch.errors import BadInputError
 from vlmsearch.images import load_image
@@ -146,6 +146,64 @@ def test_training_learns_saves_and_reproduces(small_clipart, tmp_path):
     texts = model.embed_texts(["a bird", "an apple"])
     assert images.shape == (1, model.dim) and texts.shape == (2, model.dim)
     assert np.allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("classes", [0, 5])
+def test_merged_heads_are_exactly_the_members_average(classes):
+    from vlmsearch.joint.model import JointConfig, JointHeads, merge_heads
+
+    config = JointConfig(name="t", image_features=12, text_features=8, dim=8, hidden=16, classes=classes, correction_scale=0.5)
+    torch.manual_seed(0)
+    members = [JointHeads(config).eval() for _ in range(3)]
+    for heads in members:  # trained-looking: nothing at its initial value
+        for p in heads.parameters():
+            p.data.add_(0.3 * torch.randn_like(p))
+        if classes:
+            heads.class_text.copy_(members[0].class_text if heads is not members[0] else torch.randn(classes, 8))
+    merged = merge_heads(members).eval()
+    assert merged.config.hidden == 48
+    images, texts = torch.rand(4, 12 + classes), torch.randn(4, 8)
+
+    def raw(heads, x):  # the image embedding before normalising
+        if not classes:
+            return heads.image(x)
+        prior = torch.nn.functional.normalize(x[:, 12:] @ heads.class_text, dim=-1)
+        return 0.5 * heads.image(x[:, :12]) + heads.text(prior)
+
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(torch.stack([raw(m, images) for m in members]).mean(0), dim=-1)
+        assert torch.allclose(merged.embed_images(images), expected, atol=1e-5)
+        text = torch.nn.functional.normalize(torch.stack([m.text(texts) for m in members]).mean(0), dim=-1)
+        assert torch.allclose(merged.embed_texts(texts), text, atol=1e-5)
+        assert torch.isclose(merged.logit_scale, torch.stack([m.logit_scale for m in members]).mean())
+
+
+def test_views_and_members_train_one_padded_checkpoint(small_clipart, tmp_path):
+    """The shipped recipe, small: augmented views cached beside the originals, two members merged."""
+    from vlmsearch.config import ModelSpec
+    from vlmsearch.joint.augment import augmented
+    from vlmsearch.joint.embedder import JointEmbedder
+    from vlmsearch.joint.train import ContrastiveSettings, train
+
+    image = load_image(next(small_clipart.rglob("*.png")))
+    assert augmented(image, 0, "pad").tobytes() == augmented(image, 0, "pad").tobytes()  # a view is the same every run
+    assert augmented(image, 0, "pad").tobytes() != augmented(image, 1, "pad").tobytes()
+
+    cache = tmp_path / "cache"
+    padded = ModelSpec(backend="bundled", model="efficientnet-lite0", options={"fit": "pad"})
+    settings = ContrastiveSettings(data=small_clipart, out=tmp_path / "heads", max_epochs=6, patience=6, held_out=0.15,
+                                   views=2, members=2, image_tower=padded)  # fmt: skip
+    report = train(settings, cache)
+    assert len(report.member_best_epochs) == 2 and {h["member"] for h in report.history} == {0, 1}
+    config = json.loads((settings.out / "config.json").read_text())
+    assert config["hidden"] == 2 * settings.hidden and config["image_tower"]["options"] == {"fit": "pad"}
+    training = split_pairs(load_pairs(small_clipart), 0.15)["train"]
+    for view in (0, 1):  # views of the training images only, each computed once
+        cached = np.load(cache / "features" / f"efficientnet-lite0-pad-aug{view}+classes.images.npz")
+        assert set(cached["keys"].tolist()) == {hashlib.sha256(p.image.read_bytes()).hexdigest() for p in training}
+    assert not list(settings.out.glob("trainer_state*"))
+    model = JointEmbedder(settings.out, cache)
+    assert model.image_tower.name == "efficientnet-lite0-pad" and model.embed_images([image]).shape == (1, model.dim)
 
 
 def _train_and_die(settings, cache, saves: int) -> None:

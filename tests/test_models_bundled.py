@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import skimage_photo, text_image
 from PIL import Image, ImageOps
 
-from conftest import skimage_photo, text_image
 from vlmsearch.config import ModelSpec, Profile, Settings
 from vlmsearch.errors import ConfigError, MissingWeightsError, UnknownModelError
 from vlmsearch.models import Message, Models, build_model, complete
@@ -29,6 +29,26 @@ def test_extreme_aspect_ratios_stay_small(models):
     slivers = [Image.new("RGB", (2, 4000), "red"), Image.new("RGB", (4000, 1), "blue")]
     assert tuple(imagenet_tensor(slivers).shape) == (2, 3, 224, 224)
     assert len(models.tagger.tag(slivers, top_k=1)) == 2
+
+
+def test_padded_view_keeps_the_whole_picture_and_is_its_own_embedder():
+    """fit="pad" shows the ends of a wide drawing that the centre crop cuts off; the two views are
+    separate embedders (names, and their one-pass memories: the same image objects, other features)."""
+    from vlmsearch.models.bundled import EfficientNetLite0, imagenet_tensor, square
+
+    wide = Image.new("RGB", (300, 100), "white")
+    wide.paste(Image.new("RGB", (40, 40), "red"), (5, 30))  # at the left end, outside the centre square
+    assert square(wide, "crop").getcolors() == [(100 * 100, (255, 255, 255))]
+    assert (255, 0, 0) in {colour for _, colour in square(wide, "pad").getcolors()}
+    assert square(wide, "pad").size == (300, 300)
+    assert tuple(imagenet_tensor([wide], fit="pad").shape) == (1, 3, 224, 224)
+
+    crop, pad = EfficientNetLite0(), EfficientNetLite0(fit="pad")
+    assert (crop.name, pad.name) == ("efficientnet-lite0", "efficientnet-lite0-pad")
+    images = [wide, skimage_photo("rocket")]
+    assert not np.allclose(crop.embed_images(images)[0], pad.embed_images(images)[0], atol=1e-3)
+    with pytest.raises(ConfigError, match="unknown fit 'stretch'"):
+        EfficientNetLite0(fit="stretch")
 
 
 def test_image_features_are_normalised_and_meaningful(models):

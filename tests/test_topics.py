@@ -61,7 +61,8 @@ def test_regions_find_each_drawn_thing_and_the_question_picks_its_kind(engine):
     picture = compose([drawing(OPENCLIPART / "transportation/anchor.png"), drawing(OPENCLIPART / "food/fruit/apple.png")])
     facts = engine.pipeline("llm").visual_search(picture)
     found = {m.topic: m.region for m in facts.matches[:2]}
-    assert found == {"Apple": "right half", "Anchor": "left half"}, facts.matches
+    # Each found where it is drawn (a half, a third or a quarter on its side).
+    assert set(found) == {"Apple", "Anchor"} and "right" in found["Apple"] and "left" in found["Anchor"], facts.matches
     wordnet = WordNet()
     assert subjects("What is the fruit in this picture called?", facts, wordnet)[0] == "Apple"
     assert subjects("What is the device in this picture used for?", facts, wordnet)[0] == "Anchor"

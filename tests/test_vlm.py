@@ -54,18 +54,43 @@ def test_adapters_train_only_themselves_and_reload_exactly(tiny_lm, tmp_path, ad
     assert isinstance("".join(again.stream(None, chat, max_new_tokens=3)), str)  # text-only chat still works
 
 
-def test_joint_tokens_read_the_joint_heads_off_the_grid_and_grow_a_trained_adapter(tiny_lm, tmp_path):
-    """The shipped joint heads' embedding, computed from the encoder's grid, is the image_text role's
-    embedding of the image; it enters as extra image tokens, trained while the heads stay frozen."""
+@pytest.fixture(scope="module")
+def joint_on_encoder(tmp_path_factory) -> Path:
+    """Joint heads on the VLM's own encoder view (centre crop), trained briefly on real drawings: the
+    shipped heads see the whole picture (padded), which the VLM's grid does not show."""
+    import shutil
+
+    from vlmsearch.joint.train import ContrastiveSettings, train
+
+    root = tmp_path_factory.mktemp("joint-data")
+    for folder in ("animals/birds", "food/fruit", "recreation/sports"):
+        for path in sorted((Path("/usr/share/openclipart/png") / folder).glob("*.png"))[:24]:
+            if path.stat().st_size < 300_000:
+                (root / folder).mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, root / folder / path.name)
+    out = tmp_path_factory.mktemp("joint") / "heads"
+    train(ContrastiveSettings(data=root, out=out, max_epochs=2, patience=2, held_out=0.15), Settings().cache_dir)
+    return out
+
+
+def test_joint_tokens_read_the_joint_heads_off_the_grid_and_grow_a_trained_adapter(tiny_lm, joint_on_encoder, tmp_path):
+    """Joint heads' embedding, computed from the encoder's grid, is the image_text role's embedding
+    of the image; it enters as extra image tokens, trained while the heads stay frozen."""
     from conftest import skimage_photo
 
+    from vlmsearch.config import ModelSpec
+    from vlmsearch.errors import ConfigError
     from vlmsearch.models.registry import build_model
 
     settings = Settings()
     base = config(tiny_lm, "mlp")
     trained = VisionLanguageModel(base, *load_lm(base))
     trained.save_pretrained(tmp_path / "trained")
-    model = VisionLanguageModel.from_pretrained(tmp_path / "trained", settings.cache_dir).add_joint_tokens(2, settings.cache_dir)
+    with pytest.raises(ConfigError, match="must sit on that encoder"):  # the shipped heads see padded images
+        VisionLanguageModel.from_pretrained(tmp_path / "trained", settings.cache_dir).add_joint_tokens(1, settings.cache_dir)
+    heads = ModelSpec(backend="bundled", model=str(joint_on_encoder))
+    model = VisionLanguageModel.from_pretrained(tmp_path / "trained", settings.cache_dir).add_joint_tokens(2, settings.cache_dir, heads)
+    base = model.config
     assert model.image_context_tokens == 2 * 2 + 2 and model.config.joint_tokens == 2
 
     images = [skimage_photo("rocket"), skimage_photo("coffee")]
@@ -250,7 +275,7 @@ def test_offline_lm_trains_and_captions(tmp_path):
     assert reply.strip()
 
 
-def test_train_vlm_cli_stages_and_errors(tiny_lm, tmp_path):
+def test_train_vlm_cli_stages_and_errors(tiny_lm, joint_on_encoder, tmp_path):
     from conftest import run_cli
 
     data = _dataset(tmp_path / "data")
@@ -263,7 +288,7 @@ def test_train_vlm_cli_stages_and_errors(tiny_lm, tmp_path):
     assert second.returncode == 0, second.stderr
     assert json.loads((tmp_path / "task" / "config.json").read_text())["adapter"] == "cross_attention"  # from --init
     grown = run_cli("train", "vlm", "--stage", "task", "--init", str(tmp_path / "task"), "--joint-tokens", "1", "--data", str(data),
-                    "--out", str(tmp_path / "joint"), "--steps", "2", "--json")  # fmt: skip
+                    "--joint", str(joint_on_encoder), "--out", str(tmp_path / "joint"), "--steps", "2", "--json")  # fmt: skip
     assert grown.returncode == 0, grown.stderr
     assert json.loads((tmp_path / "joint" / "config.json").read_text())["joint_tokens"] == 1  # latents + one joint token
     again = run_cli("train", "vlm", "--stage", "task", "--init", str(tmp_path / "joint"), "--joint-tokens", "2", "--data", str(data),

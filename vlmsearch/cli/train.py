@@ -24,20 +24,25 @@ def train_contrastive(
     max_epochs: Annotated[int, typer.Option(min=1, help="Upper bound; early stopping usually ends sooner")] = 300,
     name: Annotated[str, typer.Option(help="Embedder name recorded in stores [default: joint-<data>-<loss>]")] = "",
     class_prior: Annotated[bool, typer.Option("--class-prior/--no-class-prior", help="Start from the image tower's class names (zero-shot prior)")] = True,
+    views: Annotated[int, typer.Option(min=0, help="Augmented views of each training image (crop, mirror, rotation, colour), features cached")] = 0,
+    members: Annotated[int, typer.Option(min=1, help="Heads trained with seeds seed, seed+1, ... and merged into one (an ensemble)")] = 1,
+    image_fit: Annotated[str, typer.Option(help="How the image tower makes a picture square: crop (the centre) or pad (the whole picture)")] = "crop",
     as_json: Annotated[bool, typer.Option("--json", help="Print the training report as JSON")] = False,
 ) -> None:
     """Train joint image-text heads over the frozen offline towers (contrastive, CLIP or SigLIP loss)."""
     from pydantic import ValidationError
 
-    from vlmsearch.config import default_cache_dir
+    from vlmsearch.config import ModelSpec, default_cache_dir
     from vlmsearch.joint.train import ContrastiveSettings, train
     from vlmsearch.models.hf import quiet_transformers
 
     quiet_transformers()
     try:
+        tower = ModelSpec(backend="bundled", model="efficientnet-lite0", options={} if image_fit == "crop" else {"fit": image_fit})
         settings = ContrastiveSettings(
-            data=data, out=out_dir, loss=loss, seed=seed, max_epochs=max_epochs, name=name, class_prior=class_prior
-        )
+            data=data, out=out_dir, loss=loss, seed=seed, max_epochs=max_epochs, name=name, class_prior=class_prior,
+            views=views, members=members, image_tower=tower,
+        )  # fmt: skip
     except ValidationError as exc:
         fail(VlmsearchError(f"bad option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"))
     try:
@@ -49,7 +54,8 @@ def train_contrastive(
         out.print_json(json.dumps({k: v for k, v in report.to_json().items() if k != "history"}))
         return
     out.print(
-        f"best epoch {report.best_epoch} of {report.epochs}; {report.pairs['train']} training pairs "
+        f"best epoch {', '.join(map(str, report.member_best_epochs))} (correction scale {report.correction_scale}); "
+        f"{report.pairs['train']} training pairs "
         f"({report.groups['train']} groups); features {report.feature_seconds:.0f} s, training {report.train_seconds:.0f} s, "
         f"peak memory {report.peak_rss_mb:.0f} MB"
     )
@@ -77,6 +83,7 @@ def train_vlm_command(
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
     lr: Annotated[float, typer.Option(help="Adapter learning rate")] = 1e-3,
     joint_tokens: Annotated[int, typer.Option(min=0, help="Image tokens from the joint heads' embedding (with --init: added to its adapter)")] = 0,
+    joint: Annotated[str, typer.Option(help="Those joint heads: a checkpoint folder or shipped name, on the VLM's encoder [default: the shipped heads]")] = "",
     precision: Annotated[str, typer.Option(help="auto (bf16 where native: ~2.4x faster), bf16 or fp32 for the frozen LM")] = "auto",
     name: Annotated[str, typer.Option(help="Model name [default: vlm-<adapter>]")] = "",
     save_every: Annotated[int, typer.Option(min=1, help="Steps between saves; a killed run resumes from the last one")] = 50,
@@ -87,7 +94,7 @@ def train_vlm_command(
 
     from pydantic import ValidationError
 
-    from vlmsearch.config import default_cache_dir
+    from vlmsearch.config import ModelSpec, default_cache_dir
     from vlmsearch.models.hf import quiet_transformers
     from vlmsearch.vlm.lora import LoRASettings
     from vlmsearch.vlm.model import VLMConfig
@@ -100,11 +107,12 @@ def train_vlm_command(
         if adapter == "lora" and lm.startswith("bundled:"):
             raise VlmsearchError("--adapter lora fine-tunes a Hugging Face VLM: give its id or folder with --lm")
         lora = LoRASettings(base=lm) if adapter == "lora" else None
-        model = None if init or lora else VLMConfig(name=name or f"vlm-{adapter}", lm=lm, adapter=adapter, joint_tokens=joint_tokens)
+        joint_spec = {"joint": ModelSpec(backend="bundled", model=joint)} if joint else {}
+        model = None if init or lora else VLMConfig(name=name or f"vlm-{adapter}", lm=lm, adapter=adapter, joint_tokens=joint_tokens, **joint_spec)
         settings = VLMTrainSettings(
             data=tuple(data), out=out_dir, stage=stage, init=init, model=model, lora=lora, steps=steps, batch_size=batch_size, lr=lr,
-            precision=precision, save_every=save_every, joint_tokens=joint_tokens if init else 0,
-        )
+            precision=precision, save_every=save_every, joint_tokens=joint_tokens if init else 0, **(joint_spec if init else {}),
+        )  # fmt: skip
     except ValidationError as exc:
         fail(VlmsearchError(f"bad option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"))
     except VlmsearchError as exc:

@@ -90,12 +90,43 @@ class JointHeads(nn.Module):
         return F.normalize(self.text(features), dim=-1)  # (n, text_features) -> (n, dim), unit length
 
 
+@torch.no_grad()
+def merge_heads(members: list[JointHeads]) -> JointHeads:
+    """One set of heads whose outputs, before normalising, are the average of the members' (trained
+    with other seeds): exactly, so an ensemble costs one wider hidden layer and nothing else.
+
+    The image MLPs sit side by side (each member's LayerNorm scale and shift folded into its first
+    layer, so one plain LayerNorm serves all), their last layers averaged; the linear text maps and
+    the temperatures are averaged. On val, 3 members: MRR 0.313 -> 0.357 (README, Performance)."""
+    first = members[0].config
+    config = first.model_copy(update={"hidden": sum(m.config.hidden for m in members)})
+    merged = JointHeads(config)
+    norm, up, down = merged.image[0], merged.image[1], merged.image[4]
+    norm.weight.fill_(1.0)
+    norm.bias.zero_()
+    ups, biases, downs = [], [], []
+    for member in members:
+        member_norm, member_up, member_down = member.image[0], member.image[1], member.image[4]
+        ups.append(member_up.weight * member_norm.weight)  # W (g * x + b) + c = (W g) x + (W b + c)
+        biases.append(member_up.weight @ member_norm.bias + member_up.bias)
+        downs.append(member_down.weight / len(members))
+    up.weight.copy_(torch.cat(ups))
+    up.bias.copy_(torch.cat(biases))
+    down.weight.copy_(torch.cat(downs, dim=1))
+    down.bias.copy_(torch.stack([m.image[4].bias for m in members]).mean(0))
+    state = merged.state_dict()
+    for name in ("text.weight", "text.bias", "logit_scale", "logit_bias", *(("class_text",) if config.classes else ())):
+        state[name].copy_(torch.stack([m.state_dict()[name] for m in members]).mean(0))
+    return merged
+
+
 def save_heads(heads: JointHeads, out: Path) -> Path:
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(json.dumps(heads.config.model_dump(mode="json"), indent=2) + "\n")
-    save_file({k: v.detach().contiguous() for k, v in heads.state_dict().items()}, str(out / WEIGHTS_FILE))
+    # Half precision on disk halves the package; the heads compute in float32 (load_heads).
+    save_file({k: v.detach().half().contiguous() for k, v in heads.state_dict().items()}, str(out / WEIGHTS_FILE))
     return out
 
 
@@ -109,5 +140,5 @@ def load_heads(checkpoint: Path) -> JointHeads:
         )
     config = JointConfig.model_validate_json((checkpoint / CONFIG_FILE).read_text())
     heads = JointHeads(config)
-    heads.load_state_dict(load_file(str(checkpoint / WEIGHTS_FILE)))
+    heads.load_state_dict({k: v.float() for k, v in load_file(str(checkpoint / WEIGHTS_FILE)).items()})
     return heads.eval().requires_grad_(False)

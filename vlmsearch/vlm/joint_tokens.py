@@ -31,7 +31,8 @@ class JointView(nn.Module):
         if embedder.heads.config.image_tower != encoder or not hasattr(tower, "features_from_grid"):
             raise ConfigError(
                 f"joint tokens read the VLM encoder's grid: the joint model {embedder.name!r} must sit on that encoder "
-                f"({encoder.model}), whose pooled features come from its grid"
+                f"({encoder.model} {encoder.options or ''}, as it sees images), whose pooled features come from its grid; "
+                "train such heads with `vlmsearch train contrastive` and pass them with --joint"
             )
         self.heads = embedder.heads
         self._tower = tower  # not a submodule: its weights are the frozen encoder's, never saved with the adapter

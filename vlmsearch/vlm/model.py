@@ -50,7 +50,7 @@ class VLMConfig(BaseModel):
     cross_attention_every: int = 4  # cross_attention: a gated block before every n-th LM layer
     heads: int = 8
     joint_tokens: int = 0  # image tokens from the joint heads' embedding, in front of the grid's (vlm/joint_tokens.py)
-    joint: ModelSpec = ModelSpec(backend="bundled", model="joint-openclipart-siglip")  # those heads, on `encoder`
+    joint: ModelSpec = ModelSpec(backend="bundled", model="joint-openclipart-siglip-ens")  # those heads, on `encoder`
 
 
 BUNDLED_LM = "bundled:qwen2.5-coder-0.5b-instruct"
@@ -148,11 +148,12 @@ class VisionLanguageModel(nn.Module):
         """A new, untrained adapter on the config's frozen LM (and joint heads, for joint tokens)."""
         return cls(config, *load_lm(config, cache_dir), joint_view=_joint_view(config, cache_dir))
 
-    def add_joint_tokens(self, tokens: int, cache_dir: Path | None = None) -> VisionLanguageModel:
-        """Grow a trained adapter by `tokens` joint tokens (new, trained from here on); the rest stays."""
+    def add_joint_tokens(self, tokens: int, cache_dir: Path | None = None, joint: ModelSpec | None = None) -> VisionLanguageModel:
+        """Grow a trained adapter by `tokens` joint tokens (new, trained from here on) from the heads
+        `joint` (default: the config's); the rest stays."""
         if self.config.joint_tokens:
             raise ValueError(f"{self.config.name} already has {self.config.joint_tokens} joint tokens")
-        self.config = self.config.model_copy(update={"joint_tokens": tokens})
+        self.config = self.config.model_copy(update={"joint_tokens": tokens, "joint": joint or self.config.joint})
         self.joint_view = _joint_view(self.config, cache_dir)
         self.joint_projector = JointProjector(self.joint_view.dim, self.lm.config.hidden_size, tokens)
         return self

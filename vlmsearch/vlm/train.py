@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from vlmsearch.config import ModelSpec
 from vlmsearch.errors import BadInputError
 from vlmsearch.features import FeatureCache
 from vlmsearch.images import load_image
@@ -45,6 +46,7 @@ class VLMTrainSettings(BaseModel):
     init: Path | None = None  # a checkpoint to continue from; otherwise `model` builds a new adapter
     model: VLMConfig | None = None
     joint_tokens: int = 0  # with `init`: grow its adapter by this many joint tokens (vlm/joint_tokens.py)
+    joint: ModelSpec | None = None  # with `init`: the joint heads of those tokens (default: the config's)
     steps: int = 200
     batch_size: int = 4
     lr: float = 1e-3  # LLaVA's pre-training rate for a fresh projector; lower it for later stages
@@ -153,7 +155,7 @@ def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLM
         raise BadInputError(f"{start} has {model.config.joint_tokens} joint tokens, not {settings.joint_tokens}: its adapter grows them once")
     if settings.joint_tokens and not model.config.joint_tokens:  # a resumed run has them already
         torch.manual_seed(settings.seed)
-        model.add_joint_tokens(settings.joint_tokens, cache_dir)
+        model.add_joint_tokens(settings.joint_tokens, cache_dir, settings.joint)
     if progress:
         progress.remove_task(loading)
     model.set_precision(settings.precision)
