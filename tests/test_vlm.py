@@ -86,8 +86,10 @@ def test_joint_tokens_read_the_joint_heads_off_the_grid_and_grow_a_trained_adapt
     base = config(tiny_lm, "mlp")
     trained = VisionLanguageModel(base, *load_lm(base))
     trained.save_pretrained(tmp_path / "trained")
+    refused = VisionLanguageModel.from_pretrained(tmp_path / "trained", settings.cache_dir)
     with pytest.raises(ConfigError, match="must sit on that encoder"):  # the shipped heads see padded images
-        VisionLanguageModel.from_pretrained(tmp_path / "trained", settings.cache_dir).add_joint_tokens(1, settings.cache_dir)
+        refused.add_joint_tokens(1, settings.cache_dir)
+    assert refused.config.joint_tokens == 0 and refused.joint_view is None  # left as it was
     heads = ModelSpec(backend="bundled", model=str(joint_on_encoder))
     model = VisionLanguageModel.from_pretrained(tmp_path / "trained", settings.cache_dir).add_joint_tokens(2, settings.cache_dir, heads)
     base = model.config

@@ -20,7 +20,8 @@ _MAX_PIXELS = 64_000_000
 
 
 def image_features(
-    embed: Callable[[list], np.ndarray], tower: str, paths: Sequence[Path], cache_dir: Path, progress=None
+    embed: Callable[[list], np.ndarray], tower: str, paths: Sequence[Path], cache_dir: Path, progress=None,
+    label: str = "image features",
 ) -> tuple[np.ndarray, dict[Path, str]]:
     """(n, d) `embed(images)` of `paths` (cached ones reused, under the name `tower`), and the files that
     could not be read, with the reason; their rows are NaN."""
@@ -42,7 +43,7 @@ def image_features(
         return out
 
     cache = FeatureCache(cache_dir / "features", tower, "images")
-    return cache.get(keys, compute, progress, "image features"), failed
+    return cache.get(keys, compute, progress, label), failed
 
 
 def text_features(embedder, tower: str, texts: Sequence[str], cache_dir: Path, progress=None) -> np.ndarray:

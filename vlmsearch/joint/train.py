@@ -123,7 +123,8 @@ def _load(settings: ContrastiveSettings, cache_dir: Path, progress) -> tuple[_Da
     for view in range(settings.views):
         embed_view = lambda images, view=view: embed([augmented(image, view, fit) for image in images])  # noqa: E731
         name = f"{image_tower.name}-aug{view}{suffix}"
-        features, _ = image_features(embed_view, name, [pairs[i].image for i in training], cache_dir, progress)
+        label = f"image features, augmented view {view + 1}/{settings.views}"
+        features, _ = image_features(embed_view, name, [pairs[i].image for i in training], cache_dir, progress, label)
         data.views.append(images.copy())
         data.views[-1][training] = features
     return data, failed

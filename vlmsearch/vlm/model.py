@@ -153,8 +153,9 @@ class VisionLanguageModel(nn.Module):
         `joint` (default: the config's); the rest stays."""
         if self.config.joint_tokens:
             raise ValueError(f"{self.config.name} already has {self.config.joint_tokens} joint tokens")
-        self.config = self.config.model_copy(update={"joint_tokens": tokens, "joint": joint or self.config.joint})
-        self.joint_view = _joint_view(self.config, cache_dir)
+        config = self.config.model_copy(update={"joint_tokens": tokens, "joint": joint or self.config.joint})
+        self.joint_view = _joint_view(config, cache_dir)  # first: heads that do not fit leave the model as it was
+        self.config = config
         self.joint_projector = JointProjector(self.joint_view.dim, self.lm.config.hidden_size, tokens)
         return self
 
