@@ -59,8 +59,13 @@ train-vlm: setup
 		--name vlm-clipart-mlp --steps 1000 --lr 1e-3
 	$(BIN)/vlmsearch train vlm --stage task --init out/vlm-pretrain --out out/vlm-task --steps $(VLM_TASK_STEPS) --lr 5e-4 \
 		--data $(VLM_DATA)/captioner-train.jsonl --data $(VLM_DATA)/rephraser-train.jsonl --data $(VLM_DATA)/sft-train.jsonl
+	$(BIN)/vlmsearch eval make-bucket --out out/bucket --split train --max-items 400
+	$(BIN)/vlmsearch train vlm-prefs --bucket out/bucket/train/bucket.jsonl --vlm out/vlm-task --out out/vlm-prefs.jsonl
+	$(BIN)/vlmsearch train vlm --stage dpo --init out/vlm-task --data out/vlm-prefs.jsonl --keep $(VLM_DATA)/captioner-train.jsonl \
+		--out out/vlm-dpo --steps 100 --lr 1e-4 --beta 0.1
 	mkdir -p vlmsearch/vlm/weights/vlm-clipart-mlp
-	cp out/vlm-task/config.json out/vlm-task/adapter.safetensors out/vlm-task/training.json vlmsearch/vlm/weights/vlm-clipart-mlp/
+	cp out/vlm-dpo/config.json out/vlm-dpo/adapter.safetensors out/vlm-dpo/training.json vlmsearch/vlm/weights/vlm-clipart-mlp/
+	cp out/vlm-task/training.json vlmsearch/vlm/weights/vlm-clipart-mlp/task.json
 	cp out/vlm-pretrain/training.json vlmsearch/vlm/weights/vlm-clipart-mlp/pretrain.json
 
 clean:

@@ -78,3 +78,31 @@ def test_bad_requests_get_one_clear_line(bucket, tmp_path):
     assert same.returncode == 1 and "same pipeline" in same.stderr
     judge = run_cli("eval", "sbs", "--bucket", str(bucket), "--a", "llm", "--b", "vlm", "--judge", "openai:nonsense", "--out", str(tmp_path))
     assert judge.returncode == 1 and "openai:<base url>/<model>" in judge.stderr
+
+
+def test_rephraser_ranks_and_dpo_preference_pairs(bucket, tmp_path):
+    import tiny_models
+
+    from vlmsearch.vlm.model import VisionLanguageModel, VLMConfig, load_lm
+
+    answerable = sum(json.loads(line).get("source") is not None for line in bucket.read_text().splitlines())
+    result = run_cli("eval", "rephraser", "--bucket", str(bucket), "--pipeline", "llm", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert summary["items"] == answerable > 0
+    for key in ("alone_top1", "alone_top3", "fused_top3"):
+        low, high = summary[key]["ci95"]
+        assert 0 <= low <= summary[key]["rate"] <= high <= 1
+    assert summary["alone_top1"]["rate"] <= summary["alone_top3"]["rate"]
+
+    # Preference pairs from a VLM checkpoint (a tiny LM: the real encoder, visual search and retrieval).
+    config = VLMConfig(name="tiny", lm=str(tiny_models.causal_lm(tmp_path / "lm")), image_side=2, heads=4)
+    VisionLanguageModel(config, *load_lm(config)).save_pretrained(tmp_path / "vlm")
+    pairs = run_cli("train", "vlm-prefs", "--bucket", str(bucket), "--vlm", str(tmp_path / "vlm"), "--samples", "1", "--out", str(tmp_path / "prefs.jsonl"))
+    assert pairs.returncode == 0, pairs.stderr[-2000:]
+    found = re.search(r"(\d+) preference pairs from (\d+) answerable items", pairs.stdout)
+    assert found and int(found[2]) == answerable
+    assert len((tmp_path / "prefs.jsonl").read_text().splitlines()) == int(found[1])
+
+    wrong = run_cli("eval", "rephraser", "--bucket", str(bucket), "--pipeline", "llm", "--vlm", str(tmp_path / "vlm"))
+    assert wrong.returncode == 1 and "use it with --pipeline vlm" in wrong.stderr

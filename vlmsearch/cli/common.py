@@ -41,6 +41,19 @@ def open_engine():
     return Engine.from_config(store=state.store, profile=state.profile, overrides=state.overrides)
 
 
+def our_vlm(engine, name: str = ""):
+    """The profile's VLM, or our VLM from the checkpoint folder (or shipped name) `name`, with the
+    profile's options for it (its reply cap)."""
+    from vlmsearch.config import ModelSpec
+    from vlmsearch.models.registry import build_model
+
+    if not name:
+        return engine.models.get("vlm")
+    profile = engine.settings.profile.roles.get("vlm")
+    options = profile.options if profile is not None and profile.backend == "bundled" else {}
+    return build_model("vlm", ModelSpec(backend="bundled", model=name, options=options), engine.settings.cache_dir)
+
+
 def fail(exc: Exception) -> NoReturn:
     console.print(f"[bold red]error:[/] {exc}", highlight=False)
     raise typer.Exit(1)

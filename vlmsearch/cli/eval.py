@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vlmsearch.cli.common import fail, out, progress_bar, state
+from vlmsearch.cli.common import fail, our_vlm, out, progress_bar, state
 from vlmsearch.errors import VlmsearchError
 
 eval_app = typer.Typer(help="Measure quality on your own data.", no_args_is_help=True)
@@ -193,3 +193,37 @@ def eval_judge(
         fail(exc)
     out.print(f"judging page: http://{host}:{port}/  (verdicts go to {sbs / 'human'})")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@eval_app.command("rephraser")
+def eval_rephraser(
+    bucket: BucketOption,
+    pipeline: Annotated[str, typer.Option(help="Whose rephraser: vlm (our VLM, seeing the image) or llm")] = "vlm",
+    vlm: Annotated[str, typer.Option(help="With vlm: a VLM checkpoint folder or shipped name [default: the profile's]")] = "",
+    docs: DocsOption = None,
+    limit: LimitOption = 0,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"items", "alone_top1", "alone_top3", "fused_top3"}')] = False,
+) -> None:
+    """How often the rephraser's query brings the answering document into the top 3 (alone, and fused as the pipeline retrieves)."""
+    from vlmsearch.eval.answers import eval_engine
+    from vlmsearch.eval.rephraser import RephraserProbe, probe_bucket, summarize_ranks
+
+    if vlm and pipeline != "vlm":
+        fail(VlmsearchError("--vlm names the vlm pipeline's rephraser: use it with --pipeline vlm"))
+    try:
+        loaded = _bucket(bucket, limit)
+        with progress_bar() as progress, eval_engine(_settings(), docs or loaded.default_docs, progress=progress) as engine:
+            probe = RephraserProbe(engine, pipeline, our_vlm(engine, vlm) if vlm else None)
+            summary = summarize_ranks(probe_bucket(probe, loaded, progress=progress))
+    except VlmsearchError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    table = Table(title=f"{pipeline} rephraser on {summary['items']} answerable items")
+    for column in ("measure", "rate", "95% CI"):
+        table.add_column(column)
+    for key in ("alone_top1", "alone_top3", "fused_top3"):
+        low, high = summary[key]["ci95"]
+        table.add_row(key.replace("_", " "), f"{summary[key]['rate']:.3f}", f"{low:.3f}-{high:.3f}")
+    out.print(table)

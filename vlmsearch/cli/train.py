@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vlmsearch.cli.common import fail, open_engine, out, progress_bar
+from vlmsearch.cli.common import fail, open_engine, our_vlm, out, progress_bar
 from vlmsearch.errors import VlmsearchError
 
 train_app = typer.Typer(help="Train models from the offline parts.", no_args_is_help=True)
@@ -75,7 +75,7 @@ def train_contrastive(
 def train_vlm_command(
     data: Annotated[list[Path], typer.Option(help="Conversations: JSONL {image, messages} or LLaVA-style .json; repeat to mix")],
     out_dir: Annotated[Path, typer.Option("--out", help="Checkpoint folder; a run there resumes")],
-    stage: Annotated[str, typer.Option(help="pretrain, sft or task (dpo: not yet)")] = "pretrain",
+    stage: Annotated[str, typer.Option(help="pretrain, sft, task, or dpo (--data: preference pairs from `train vlm-prefs`; needs --init)")] = "pretrain",
     init: Annotated[Path | None, typer.Option(help="Continue from this checkpoint (the previous stage)")] = None,
     adapter: Annotated[str, typer.Option(help="mlp (image tokens in the LM context), cross_attention, or lora (a hub VLM given by --lm)")] = "mlp",
     lm: Annotated[str, typer.Option(help="LM: a Hugging Face id or folder, or the offline GGUF; with lora, the VLM")] = "bundled:qwen2.5-coder-0.5b-instruct",
@@ -87,6 +87,8 @@ def train_vlm_command(
     precision: Annotated[str, typer.Option(help="auto (bf16 where native: ~2.4x faster), bf16 or fp32 for the frozen LM")] = "auto",
     name: Annotated[str, typer.Option(help="Model name [default: vlm-<adapter>]")] = "",
     save_every: Annotated[int, typer.Option(min=1, help="Steps between saves; a killed run resumes from the last one")] = 50,
+    beta: Annotated[float, typer.Option(min=0.0, help="dpo: how far preferences may pull the model from --init")] = 0.1,
+    keep: Annotated[list[Path] | None, typer.Option(help="dpo: conversations (JSONL) still trained on at each step, so the adapter's other tasks stay; repeat")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the training report as JSON")] = False,
 ) -> None:
     """Train our VLM's adapter (frozen EfficientNet-Lite0 encoder and frozen LM)."""
@@ -101,8 +103,6 @@ def train_vlm_command(
     from vlmsearch.vlm.train import VLMTrainSettings, train_vlm
 
     quiet_transformers()
-    if stage == "dpo":
-        fail(VlmsearchError("the dpo stage is not implemented yet: train pretrain, sft or task"))
     try:
         if adapter == "lora" and lm.startswith("bundled:"):
             raise VlmsearchError("--adapter lora fine-tunes a Hugging Face VLM: give its id or folder with --lm")
@@ -111,7 +111,7 @@ def train_vlm_command(
         model = None if init or lora else VLMConfig(name=name or f"vlm-{adapter}", lm=lm, adapter=adapter, joint_tokens=joint_tokens, **joint_spec)
         settings = VLMTrainSettings(
             data=tuple(data), out=out_dir, stage=stage, init=init, model=model, lora=lora, steps=steps, batch_size=batch_size, lr=lr,
-            precision=precision, save_every=save_every, joint_tokens=joint_tokens if init else 0, **(joint_spec if init else {}),
+            precision=precision, save_every=save_every, beta=beta, keep=tuple(keep or ()), joint_tokens=joint_tokens if init else 0, **(joint_spec if init else {}),
         )  # fmt: skip
     except ValidationError as exc:
         fail(VlmsearchError(f"bad option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"))
@@ -149,3 +149,37 @@ def train_vlm_data_command(
         fail(exc)
     for name, path in written.items():
         out.print(f"{name}: {path} ({sum(1 for _ in path.open())} conversations)", highlight=False)
+
+
+@train_app.command("vlm-prefs")
+def train_vlm_prefs_command(
+    bucket: Annotated[Path, typer.Option(help="A bucket to draw preferences from: its train split (`eval make-bucket --split train`)")],
+    out_file: Annotated[Path, typer.Option("--out", help="Preference pairs (JSONL) for `train vlm --stage dpo`")],
+    vlm: Annotated[str, typer.Option(help="The VLM that rephrases: a checkpoint folder or shipped name [default: the profile's]")] = "",
+    samples: Annotated[int, typer.Option(min=1, help="Sampled replies per item, beside the greedy one")] = 3,
+    temperature: Annotated[float, typer.Option(min=0.01, help="Sampling temperature")] = 1.0,
+    limit: Annotated[int, typer.Option(min=0, help="Only the first N items (0: all)")] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds each item's samples: the same seed, model and bucket give the same pairs")] = 0,
+) -> None:
+    """Build DPO preference pairs for our VLM's rephraser: its replies ranked by what they retrieve."""
+    from vlmsearch.cli.eval import _bucket, _settings
+    from vlmsearch.eval.answers import eval_engine
+    from vlmsearch.eval.rephraser import RephraserProbe, probe_bucket, summarize_ranks
+    from vlmsearch.vlm.preferences import preference_of, write_preferences
+
+    try:
+        loaded = _bucket(bucket, limit)
+        settings = _settings()
+        with progress_bar() as progress, eval_engine(settings, loaded.default_docs, progress=progress) as engine:
+            model = our_vlm(engine, vlm)
+            probed = probe_bucket(RephraserProbe(engine, "vlm", model), loaded, samples, temperature, seed, progress)
+    except VlmsearchError as exc:
+        fail(exc)
+    pairs = [p for p in map(preference_of, probed) if p is not None]
+    write_preferences(pairs, out_file)
+    greedy = summarize_ranks(probed)
+    any_top3 = sum(any(r.alone is not None and r.alone <= 3 for r in p.replies) for p in probed)
+    out.print(f"{len(pairs)} preference pairs from {len(probed)} answerable items -> {out_file}", highlight=False)
+    out.print(f"greedy replies: the item's document in the top 3 for {greedy['alone_top3']['rate']:.3f} (query alone); "
+              f"some reply of {samples + 1}: {any_top3 / max(1, len(probed)):.3f}", highlight=False)  # fmt: skip
+

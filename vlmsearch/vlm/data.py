@@ -82,17 +82,19 @@ def _llava(path: Path, text: str) -> list[Conversation]:
     return out
 
 
+def image_entry(image: Path | None, folder: Path) -> str | None:
+    """An image's path as a data file in `folder` records it: relative to the file where possible."""
+    if image is None:
+        return None
+    try:
+        return str(image.resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(image.resolve())
+
+
 def write_conversations(conversations: list[Conversation], path: Path) -> Path:
     """Our JSONL format, image paths relative to the file where possible."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for c in conversations:
-        image = None
-        if c.image is not None:
-            try:
-                image = str(c.image.resolve().relative_to(path.parent.resolve()))
-            except ValueError:
-                image = str(c.image.resolve())
-        lines.append(json.dumps({"image": image, "messages": list(c.messages)}))
+    lines = [json.dumps({"image": image_entry(c.image, path.parent), "messages": list(c.messages)}) for c in conversations]
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -214,6 +214,18 @@ class VisionLanguageModel(nn.Module):
         with self._precision():
             return self.lm(**self._inputs(grids, input_ids, attention_mask, labels))
 
+    def reply_logprobs(self, grids: torch.Tensor | None, input_ids, attention_mask, labels) -> torch.Tensor:
+        """(n,): each row's summed log-probability of its labelled tokens (the reply), as DPO compares them."""
+        with self._precision():
+            inputs = self._inputs(grids, input_ids, attention_mask, labels)
+            labels = inputs.pop("labels")
+            logits = self.lm(**inputs).logits
+        targets = labels[:, 1:]
+        scored = targets != IGNORE
+        # Only the reply's positions: a full-vocabulary log-softmax over the prompt would be most of the cost.
+        logprobs = logits[:, :-1][scored].float().log_softmax(-1).gather(1, targets[scored][:, None])[:, 0]
+        return logprobs.new_zeros(len(labels)).index_add(0, scored.nonzero()[:, 0], logprobs)
+
     def prompt(self, messages: list[dict]) -> dict:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
 

@@ -2,7 +2,8 @@
 
 Stages share one loop and differ in data and starting point (seed 001, "VLM Training"):
 pretrain (image-text pairs as captioning instructs), sft (varied instructs mixed with text-only
-ones), task (captioner or rephraser data). `--init` continues from the previous stage's checkpoint.
+ones), task (captioner or rephraser data), dpo (preference pairs, vlm/dpo.py). `--init` continues
+from the previous stage's checkpoint.
 The encoder and the LM stay frozen, so only the adapter trains; encoder grids are cached on disk.
 A run saves every `save_every` steps (adapter + optimizer + step) and resumes where it stopped.
 """
@@ -42,7 +43,7 @@ class VLMTrainSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     data: tuple[Path, ...]  # JSONL conversations or LLaVA JSON; several files are mixed (task fine-tunes)
     out: Path
-    stage: Literal["pretrain", "sft", "task"] = "pretrain"
+    stage: Literal["pretrain", "sft", "task", "dpo"] = "pretrain"
     init: Path | None = None  # a checkpoint to continue from; otherwise `model` builds a new adapter
     model: VLMConfig | None = None
     joint_tokens: int = 0  # with `init`: grow its adapter by this many joint tokens (vlm/joint_tokens.py)
@@ -55,9 +56,11 @@ class VLMTrainSettings(BaseModel):
     save_every: int = 50
     lora: LoRASettings | None = None  # set: LoRA on a Hugging Face VLM (vlm/lora.py) instead of our adapter
     precision: Precision = "auto"  # the frozen LM in bf16 where that is native (~2.4x faster); adapter stays fp32
+    beta: float = 0.1  # dpo: how far the preferences may pull the model from where it started (DPO's beta)
+    keep: tuple[Path, ...] = ()  # dpo: conversations whose loss is added at each step, so other tasks of the adapter stay
     seed: int = 0
 
-    @field_validator("data", mode="before")
+    @field_validator("data", "keep", mode="before")
     @classmethod
     def _one_or_more(cls, value):
         return (value,) if isinstance(value, (str, Path)) else value
@@ -77,6 +80,7 @@ class VLMTrainReport:
     image_context_tokens: int
     samples_per_second: float | None  # of this invocation; None when it resumed a finished run
     losses: list[float] = field(default_factory=list)
+    preferences: dict | None = None  # dpo: how often held-out chosen replies are likelier than rejected ones
 
 
 def _held_out(conversation: Conversation, share: float) -> bool:
@@ -130,19 +134,8 @@ def _grids(conversations: list[Conversation], config: VLMConfig, cache_dir: Path
     return {p: row.reshape(-1, side, side) for p, row in zip(paths, flat)}
 
 
-def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLMTrainReport:
-    if settings.init is None and settings.model is None and settings.lora is None:
-        raise BadInputError("give --init (a checkpoint to continue) or a model to build (LM and adapter)")
-    conversations = [c for path in settings.data for c in load_conversations(path)]
-    if settings.lora is not None:
-        return _train_lora(settings, conversations, progress)
-    # With the LM frozen, only conversations with an image reach a trainable weight; text-only ones
-    # matter once the LM itself trains (LoRA), so they are counted and set aside here.
-    text_only = sum(c.image is None for c in conversations)
-    conversations = [c for c in conversations if c.image is not None]
-    if not conversations:
-        raise BadInputError(f"{', '.join(map(str, settings.data))}: no conversation has an image; the adapter learns only from images")
-    train_set, held_out = _split(conversations, settings.held_out)
+def load_for_training(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VisionLanguageModel:
+    """The model a run trains: its own last save when resuming, else `init`, else a new adapter."""
     resume = (settings.out / STATE_FILE).is_file()
     start = settings.init if not resume else settings.out
     loading = progress.add_task("loading the language model", total=None) if progress else None
@@ -158,8 +151,12 @@ def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLM
         model.add_joint_tokens(settings.joint_tokens, cache_dir, settings.joint)
     if progress:
         progress.remove_task(loading)
-    model.set_precision(settings.precision)
-    grids = _grids(conversations, model.config, cache_dir, progress)
+    return model.set_precision(settings.precision)
+
+
+def train_steps(settings: VLMTrainSettings, model: VisionLanguageModel, train_set: list, loss_of, progress=None) -> tuple[list[float], float | None]:
+    """Train the adapter on batches of `train_set` until `settings.steps`, saving (and resuming)
+    as it goes; `loss_of(batch, step)` is the stage's loss. Returns (losses, samples per second)."""
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}  # the LM and joint heads are frozen
     trainable = list(named.values())
     optimizer, step, losses = start_or_resume(settings.out, named, settings.lr, settings.seed)
@@ -169,7 +166,7 @@ def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLM
     started, trained = time.perf_counter(), 0
     while step < settings.steps:
         batch = batch_at(train_set, settings.batch_size, settings.seed, step)
-        loss = model(*collate(model, batch, grids, settings.max_tokens)).loss
+        loss = loss_of(batch, step)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -183,18 +180,45 @@ def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLM
             model.save_pretrained(settings.out)
     seconds = time.perf_counter() - started
     model.eval()
+    return losses, round(trained / seconds, 3) if trained else None
+
+
+def report_of(settings: VLMTrainSettings, model: VisionLanguageModel, samples: int, losses: list[float], speed: float | None,
+              held_out_loss: float, **extra) -> VLMTrainReport:  # fmt: skip
+    report = VLMTrainReport(
+        checkpoint=str(model.save_pretrained(settings.out)), stage=settings.stage, steps=len(losses), samples=samples,
+        held_out_loss=round(held_out_loss, 4), first_loss=losses[0] if losses else float("nan"),
+        last_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        image_context_tokens=model.image_context_tokens, samples_per_second=speed, losses=losses, **extra,
+    )  # fmt: skip
+    return _write_report(settings, report)
+
+
+def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLMTrainReport:
+    if settings.init is None and settings.model is None and settings.lora is None:
+        raise BadInputError("give --init (a checkpoint to continue) or a model to build (LM and adapter)")
+    if settings.stage == "dpo":
+        from vlmsearch.vlm.dpo import train_dpo
+
+        return train_dpo(settings, cache_dir, progress)
+    conversations = [c for path in settings.data for c in load_conversations(path)]
+    if settings.lora is not None:
+        return _train_lora(settings, conversations, progress)
+    # With the LM frozen, only conversations with an image reach a trainable weight; text-only ones
+    # matter once the LM itself trains (LoRA), so they are counted and set aside here.
+    text_only = sum(c.image is None for c in conversations)
+    conversations = [c for c in conversations if c.image is not None]
+    if not conversations:
+        raise BadInputError(f"{', '.join(map(str, settings.data))}: no conversation has an image; the adapter learns only from images")
+    train_set, held_out = _split(conversations, settings.held_out)
+    model = load_for_training(settings, cache_dir, progress)
+    grids = _grids(conversations, model.config, cache_dir, progress)
+    losses, speed = train_steps(settings, model, train_set, lambda batch, _: model(*collate(model, batch, grids, settings.max_tokens)).loss, progress)
     with torch.no_grad():
         held = [model(*collate(model, held_out[s : s + settings.batch_size], grids, settings.max_tokens)).loss.item()
                 for s in range(0, len(held_out), settings.batch_size)]  # fmt: skip
-    report = VLMTrainReport(
-        checkpoint=str(model.save_pretrained(settings.out)), stage=settings.stage, steps=step, samples=len(train_set),
-        text_only_skipped=text_only,
-        held_out_loss=round(float(np.mean(held)), 4) if held else float("nan"),
-        first_loss=losses[0] if losses else float("nan"), last_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
-        trainable_parameters=sum(p.numel() for p in trainable), image_context_tokens=model.image_context_tokens,
-        samples_per_second=round(trained / seconds, 3) if trained else None, losses=losses,
-    )  # fmt: skip
-    return _write_report(settings, report)
+    return report_of(settings, model, len(train_set), losses, speed, float(np.mean(held)) if held else float("nan"), text_only_skipped=text_only)
 
 
 def _train_lora(settings: VLMTrainSettings, conversations: list[Conversation], progress) -> VLMTrainReport:
