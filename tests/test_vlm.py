@@ -211,7 +211,7 @@ def test_dpo_prefers_the_chosen_replies_and_resumes(tiny_lm, tmp_path):
     from vlmsearch.vlm.data import Conversation
     from vlmsearch.vlm.dpo import REFERENCE_FILE, pair_logprobs
     from vlmsearch.vlm.preferences import load_preferences
-    from vlmsearch.vlm.train import VLMTrainSettings, _grids, train_vlm
+    from vlmsearch.vlm.train import VLMTrainSettings, encoder_grids, train_vlm
 
     torch.manual_seed(0)
     VisionLanguageModel(config(tiny_lm, "mlp"), *load_lm(config(tiny_lm, "mlp"))).save_pretrained(tmp_path / "init")
@@ -228,7 +228,7 @@ def test_dpo_prefers_the_chosen_replies_and_resumes(tiny_lm, tmp_path):
     margins = {}
     for name in ("init", "dpo"):
         model = VisionLanguageModel.from_pretrained(tmp_path / name, tmp_path / "cache")
-        grids = _grids([Conversation(p.image, p.messages) for p in pairs], model.config, tmp_path / "cache", None)
+        grids = encoder_grids([Conversation(p.image, p.messages) for p in pairs], model.config, tmp_path / "cache", None)
         with torch.no_grad():
             chosen, rejected = pair_logprobs(model, pairs, grids, 64)
         margins[name] = chosen - rejected

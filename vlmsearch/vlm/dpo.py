@@ -11,7 +11,8 @@ every stage.
 One adapter serves both of the vlm pipeline's roles, so preferences about rephrasing move the
 captions too (measured: topic hit 0.53 -> 0.35 on held-out drawings). `keep` adds the loss of a
 batch of other conversations (the captioner's training set) to each step, so the stage changes
-what the pairs are about and keeps the rest.
+what the pairs are about and keeps the rest. The logged training loss is then the sum of the two;
+the held-out loss is DPO's alone.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from vlmsearch.errors import BadInputError
 from vlmsearch.vlm.data import Conversation, load_conversations
 from vlmsearch.vlm.model import VisionLanguageModel
 from vlmsearch.vlm.preferences import Preference, load_preferences
+from vlmsearch.vlm.state import STATE_FILE
 from vlmsearch.vlm.train import (
     VLMTrainReport,
     VLMTrainSettings,
-    _grids,
-    _held_out,
     batch_at,
     collate,
+    encoder_grids,
+    is_held_out,
     load_for_training,
     report_of,
     train_steps,
@@ -81,17 +83,19 @@ def dpo_loss(chosen, rejected, chosen_ref, rejected_ref, beta: float) -> torch.T
 def train_dpo(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLMTrainReport:
     if settings.init is None:
         raise BadInputError("the dpo stage continues a trained VLM: give --init (its reference, e.g. the task stage's checkpoint)")
+    if settings.lora is not None:
+        raise BadInputError("the dpo stage trains our VLM's adapter; LoRA on a hub VLM has no dpo stage here")
     pairs = [p for path in settings.data for p in load_preferences(path)]
     if any(p.image is None for p in pairs):
         raise BadInputError("every preference pair needs its image: the adapter learns only from images")
     indexed = list(enumerate(pairs))
-    held_ids = {i for i, p in indexed if _held_out(Conversation(p.image, p.chat(p.chosen)), settings.held_out)}
+    held_ids = {i for i, p in indexed if is_held_out(Conversation(p.image, p.chat(p.chosen)), settings.held_out)}
     train_set = [(i, p) for i, p in indexed if i not in held_ids] or indexed
     held = [(i, p) for i, p in indexed if i in held_ids] or train_set[:1]
     kept = [c for path in settings.keep for c in load_conversations(path) if c.image is not None]
     model = load_for_training(settings, cache_dir, progress)
-    grids = _grids([Conversation(p.image, p.messages) for p in pairs] + kept, model.config, cache_dir, progress)
-    if not (settings.out / "trainer_state.pt").is_file() and (settings.out / REFERENCE_FILE).is_file():
+    grids = encoder_grids([Conversation(p.image, p.messages) for p in pairs] + kept, model.config, cache_dir, progress)
+    if not (settings.out / STATE_FILE).is_file() and (settings.out / REFERENCE_FILE).is_file():
         (settings.out / REFERENCE_FILE).unlink()  # a fresh run: references of another start would be wrong
     reference = _reference(settings, model, pairs, grids, progress)
 

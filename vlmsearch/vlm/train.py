@@ -83,15 +83,15 @@ class VLMTrainReport:
     preferences: dict | None = None  # dpo: how often held-out chosen replies are likelier than rejected ones
 
 
-def _held_out(conversation: Conversation, share: float) -> bool:
+def is_held_out(conversation: Conversation, share: float) -> bool:
     key = json.dumps(conversation.messages) + str(conversation.image)
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
 
 
 def _split(conversations: list[Conversation], share: float) -> tuple[list[Conversation], list[Conversation]]:
     """(train, held out) by a stable hash; the held-out loss needs at least one conversation."""
-    train_set = [c for c in conversations if not _held_out(c, share)]
-    return train_set, [c for c in conversations if _held_out(c, share)] or train_set[:1]
+    train_set = [c for c in conversations if not is_held_out(c, share)]
+    return train_set, [c for c in conversations if is_held_out(c, share)] or train_set[:1]
 
 
 def _write_report(settings: VLMTrainSettings, report: VLMTrainReport) -> VLMTrainReport:
@@ -118,7 +118,7 @@ def collate(model: VisionLanguageModel, items, grids: dict, max_tokens: int):
     return torch.from_numpy(np.stack([grids[str(c.image)] for c in items])), ids, mask, labels
 
 
-def _grids(conversations: list[Conversation], config: VLMConfig, cache_dir: Path, progress) -> dict[str, np.ndarray]:
+def encoder_grids(conversations: list[Conversation], config: VLMConfig, cache_dir: Path, progress) -> dict[str, np.ndarray]:
     encoder = build_model("image_embedder", config.encoder, cache_dir)
     paths = sorted({str(c.image) for c in conversations if c.image is not None})
     if not paths:
@@ -213,7 +213,7 @@ def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLM
         raise BadInputError(f"{', '.join(map(str, settings.data))}: no conversation has an image; the adapter learns only from images")
     train_set, held_out = _split(conversations, settings.held_out)
     model = load_for_training(settings, cache_dir, progress)
-    grids = _grids(conversations, model.config, cache_dir, progress)
+    grids = encoder_grids(conversations, model.config, cache_dir, progress)
     losses, speed = train_steps(settings, model, train_set, lambda batch, _: model(*collate(model, batch, grids, settings.max_tokens)).loss, progress)
     with torch.no_grad():
         held = [model(*collate(model, held_out[s : s + settings.batch_size], grids, settings.max_tokens)).loss.item()
