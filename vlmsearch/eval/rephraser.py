@@ -64,9 +64,9 @@ class RephraserProbe:
         path = bucket.image_path(item)
         image: Image.Image | None = load_image(path) if path else None
         facts = self.visual_search(image) if image is not None else None
-        replies = [self.rephraser.reply(item.question, facts, image)]
-        replies += [self.rephraser.reply(item.question, facts, image, temperature) for _ in range(samples)]
-        return Probed(item, path, self.rephraser.prompt(item.question, facts, image), [self.ranked(item, facts, r) for r in replies])
+        prompt = self.rephraser.prompt(item.question, facts, image)
+        replies = [self.rephraser.reply(prompt)] + [self.rephraser.reply(prompt, temperature) for _ in range(samples)]
+        return Probed(item, path, prompt, [self.ranked(item, facts, r) for r in replies])
 
 
 def probe_bucket(probe: RephraserProbe, bucket: Bucket, samples: int = 0, temperature: float = 1.0, seed: int = 0, progress=None) -> list[Probed]:

@@ -153,24 +153,25 @@ class Rephraser:
     def model_name(self) -> str:
         return self.model.name
 
-    def prompt(self, question: str, facts: VisualFacts | None, image: Image.Image | None) -> list[Message]:
-        """The chat the model answers (preference data samples other replies to the same chat)."""
-        named = subjects(question, facts, self.wordnet)
+    def prompt(self, question: str, facts: VisualFacts | None, image: Image.Image | None, named: list[str] | None = None) -> list[Message]:
+        """The chat the model answers (preference data samples other replies to the same chat).
+        `named`: the question's subjects, when the caller has them already."""
+        named = subjects(question, facts, self.wordnet) if named is None else named
         return rephrase_prompt(question, facts, image if self.sees_image else None, named[0] if named else None)
 
     def __call__(self, question: str, facts: VisualFacts | None, image: Image.Image | None) -> SearchQuery:
         if is_chit_chat(question):
             return SearchQuery(text="", retrieve=False)
-        return self.query(question, facts, self.reply(question, facts, image))
-
-    def reply(self, question: str, facts: VisualFacts | None, image: Image.Image | None, temperature: float = 0.0) -> str:
-        """The model's reply; sampled above temperature 0 (preference data draws several)."""
-        options = GenerationOptions(max_tokens=self.max_tokens, temperature=temperature)
-        return complete(self.model, self.prompt(question, facts, image), options)
-
-    def query(self, question: str, facts: VisualFacts | None, reply: str) -> SearchQuery:
-        """The reply as the query retrieval runs, with the model-free fallbacks beside it."""
         named = subjects(question, facts, self.wordnet)
+        return self.query(question, facts, self.reply(self.prompt(question, facts, image, named)), named)
+
+    def reply(self, prompt: list[Message], temperature: float = 0.0) -> str:
+        """The model's reply to the chat; sampled above temperature 0 (preference data draws several)."""
+        return complete(self.model, prompt, GenerationOptions(max_tokens=self.max_tokens, temperature=temperature))
+
+    def query(self, question: str, facts: VisualFacts | None, reply: str, named: list[str] | None = None) -> SearchQuery:
+        """The reply as the query retrieval runs, with the model-free fallbacks beside it."""
+        named = subjects(question, facts, self.wordnet) if named is None else named
         fallbacks = tuple(fallback_query(question, subject, self.wordnet) for subject in named) or (question,)
         # Only a name the documents themselves use helps the generator; a tag they never mention ("Egyptian
         # cat" beside "Domestic cats") makes a small model decide the sources do not say.

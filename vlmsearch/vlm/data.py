@@ -10,6 +10,7 @@ converted on load, its "<image>" markers dropped (the image always comes first h
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def _check(messages: list[dict], where: str) -> tuple[dict[str, str], ...]:
     return tuple({"role": m["role"], "content": m["content"]} for m in messages)
 
 
-def _image(base: Path, value, where: str) -> Path | None:
+def image_at(base: Path, value, where: str) -> Path | None:
+    """The image a record names, relative to its file's folder; a clear error when it is missing."""
     if not value:
         return None
     path = base / str(value)
@@ -42,25 +44,32 @@ def _image(base: Path, value, where: str) -> Path | None:
     return path
 
 
-def load_conversations(path: Path) -> list[Conversation]:
-    """Conversations from our JSONL format or a LLaVA-style .json list."""
+def _read(path: Path) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as exc:
         raise BadInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def jsonl_lines(path: Path) -> Iterator[tuple[str, str]]:
+    """(where, line) for each non-blank line of a JSONL file; `where` is "file:line" for errors."""
+    for number, line in enumerate(_read(path).splitlines(), 1):
+        if line.strip():
+            yield f"{path}:{number}", line
+
+
+def load_conversations(path: Path) -> list[Conversation]:
+    """Conversations from our JSONL format or a LLaVA-style .json list."""
     if path.suffix == ".json":
-        return _llava(path, text)
+        return _llava(path, _read(path))
     out = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
+    for where, line in jsonl_lines(path):
         try:
             item = json.loads(line)
             messages = list(item["messages"])
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise BadInputError(f'{where}: expected {{"image": path, "messages": [...]}} ({exc})') from None
-        out.append(Conversation(_image(path.parent, item.get("image"), where), _check(messages, where)))
+        out.append(Conversation(image_at(path.parent, item.get("image"), where), _check(messages, where)))
     if not out:
         raise BadInputError(f"{path}: no conversations")
     return out
@@ -76,7 +85,7 @@ def _llava(path: Path, text: str) -> list[Conversation]:
                 {"role": _LLAVA_ROLES[turn["from"]], "content": turn["value"].replace("<image>", "").strip()}
                 for turn in item["conversations"]
             ]
-            out.append(Conversation(_image(path.parent, item.get("image"), where), _check(messages, where)))
+            out.append(Conversation(image_at(path.parent, item.get("image"), where), _check(messages, where)))
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise BadInputError(f'{path}: expected LLaVA JSON, a list of {{"image", "conversations": [{{"from", "value"}}]}} ({exc})') from None
     return out

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vlmsearch.errors import BadInputError
 from vlmsearch.eval.rephraser import Probed
-from vlmsearch.vlm.data import image_entry
+from vlmsearch.vlm.data import image_at, image_entry, jsonl_lines
 
 TOP = 3  # a chosen reply has the item's document among the first TOP passages
 
@@ -56,26 +56,17 @@ def write_preferences(preferences: Sequence[Preference], path: Path) -> Path:
 
 
 def load_preferences(path: Path) -> list[Preference]:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     out = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for where, line in jsonl_lines(path):
         try:
             item = json.loads(line)
             messages = tuple({"role": m["role"], "content": m["content"]} for m in item["messages"])
             chosen, rejected = str(item["chosen"]), str(item["rejected"])
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise BadInputError(f'{path}:{number}: expected {{"image", "messages", "chosen", "rejected"}} ({exc})') from None
-        image = path.parent / item["image"] if item.get("image") else None
-        if image is not None and not image.is_file():
-            raise BadInputError(f"{path}:{number}: image not found: {image}")
+            raise BadInputError(f'{where}: expected {{"image", "messages", "chosen", "rejected"}} ({exc})') from None
         if not messages or messages[-1]["role"] != "user":
-            raise BadInputError(f"{path}:{number}: the messages are the prompt: they end with the user's turn")
-        out.append(Preference(image, messages, chosen, rejected))
+            raise BadInputError(f"{where}: the messages are the prompt: they end with the user's turn")
+        out.append(Preference(image_at(path.parent, item.get("image"), where), messages, chosen, rejected))
     if not out:
         raise BadInputError(f"{path}: no preference pairs")
     return out
