@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test test-slow bench reliability eval train-joint train-vlm clean
+.PHONY: setup demo test test-slow bench reliability eval train-joint train-vlm train-generator clean
 
 setup:
 	@bash scripts/setup.sh
@@ -67,6 +67,15 @@ train-vlm: setup
 	cp out/vlm-dpo/config.json out/vlm-dpo/adapter.safetensors out/vlm-dpo/training.json vlmsearch/vlm/weights/vlm-clipart-mlp/
 	cp out/vlm-task/training.json vlmsearch/vlm/weights/vlm-clipart-mlp/task.json
 	cp out/vlm-pretrain/training.json vlmsearch/vlm/weights/vlm-clipart-mlp/pretrain.json
+
+# The generator's LoRA (~45 min on 2 cores): its own prompts on 400 train-split items, answered from the
+# passage that holds the reference or declined; a llama.cpp adapter over the offline GGUF. Not in the
+# offline default yet (README: The generator's fine-tune); serve it with
+# [roles.generator] options = { lora = "out/generator-rag/generator-rag.gguf" }.
+train-generator: setup
+	$(BIN)/vlmsearch eval make-bucket --out out/bucket --split train --max-items 400
+	$(BIN)/vlmsearch train generator-data --bucket out/bucket/train/bucket.jsonl --out out/generator-rag.jsonl
+	$(BIN)/vlmsearch train generator --data out/generator-rag.jsonl --out out/generator-rag --name generator-rag --steps 80 --lr 3e-4
 
 clean:
 	rm -rf out benchmarks/results

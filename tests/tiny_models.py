@@ -29,7 +29,10 @@ def tokenizer(chat_template: str | None = CHATML):
     )  # fmt: skip
 
 
-def causal_lm(folder: Path) -> Path:
+def causal_lm(folder: Path, initializer_range: float = 0.02) -> Path:
+    """`initializer_range`: at the default, logits move by at most ~0.6 however the layers change (a
+    32-wide hidden state through 0.02-scale weights); a fine-tune test that must see the loss fall
+    uses larger weights."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -38,7 +41,7 @@ def causal_lm(folder: Path) -> Path:
     tok = tokenizer()
     config = Qwen2Config(
         vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        num_key_value_heads=2, max_position_embeddings=256, initializer_range=initializer_range, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )  # fmt: skip
     Qwen2ForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -88,7 +91,14 @@ MULTIMODAL_CHATML = (
 def llava(folder: Path) -> Path:
     """A tiny LLaVA (CLIP vision tower + MLP projector + Llama), the image-text-to-text path."""
     import torch
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     torch.manual_seed(0)
     tok = tokenizer(chat_template=MULTIMODAL_CHATML)

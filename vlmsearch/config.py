@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vlmsearch.errors import ConfigError
 
-ROLES = ("tagger", "image_embedder", "image_text", "ocr", "text_embedder", "chat", "vlm")
+ROLES = ("tagger", "image_embedder", "image_text", "ocr", "text_embedder", "chat", "generator", "vlm")
 
 
 class _Frozen(BaseModel):
@@ -37,7 +37,7 @@ class PipelineSpec(_Frozen):
     stages: tuple[str, ...]
     rephraser_role: str = "chat"  # "chat" (a text LLM) or "vlm" (sees the image)
     captioner_role: str = "vlm"
-    generator_role: str = "chat"  # a text LLM in both designs, as in the reference system
+    generator_role: str = "generator"  # a text LLM in both designs, as in the reference system (default: the chat model)
 
 
 STAGES = ("visual_search", "rephrase", "retrieve", "caption", "generate")
@@ -87,7 +87,8 @@ class Profile(_Frozen):
             raise ConfigError(f"profile {name!r}: {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
 
     def spec(self, role: str) -> ModelSpec | None:
-        return self.roles.get(role)
+        # The answer writer is the chat model unless the profile gives it its own (a task fine-tune).
+        return self.roles.get(role) or (self.roles.get("chat") if role == "generator" else None)
 
 
 def available_profiles() -> list[str]:

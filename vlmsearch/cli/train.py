@@ -183,3 +183,73 @@ def train_vlm_prefs_command(
     out.print(f"greedy replies: the item's document in the top 3 for {greedy['alone_top3']['rate']:.3f} (query alone); "
               f"some reply of {samples + 1}: {any_top3 / max(1, len(probed)):.3f}", highlight=False)  # fmt: skip
 
+
+@train_app.command("generator-data")
+def train_generator_data(
+    bucket: Annotated[Path, typer.Option(help="A bucket of the train split (`eval make-bucket --split train`)")],
+    out_file: Annotated[Path, typer.Option("--out", help="Training chats (JSONL) for `train generator`")],
+    pipeline: Annotated[str, typer.Option(help="The pipeline whose generator prompts are recorded")] = "llm",
+    missed: Annotated[str, typer.Option(help="Answerable items whose document retrieval missed: skip, or decline (taught to abstain)")] = "skip",
+    limit: Annotated[int, typer.Option(min=0, help="Only the first N items (0: all)")] = 0,
+) -> None:
+    """Build the generator's RAG training chats: its real prompts, answered from the right passage or declined."""
+    from vlmsearch.cli.eval import _bucket, _settings
+    from vlmsearch.eval.answers import eval_engine
+    from vlmsearch.finetune.rag_data import counts, rag_example
+    from vlmsearch.vlm.data import write_conversations
+
+    try:
+        if missed not in ("skip", "decline"):
+            raise VlmsearchError(f"--missed is skip or decline, not {missed!r}")
+        loaded = _bucket(bucket, limit)
+        with progress_bar() as progress, eval_engine(_settings(), loaded.default_docs, progress=progress) as engine:
+            chosen = engine.pipeline(pipeline)
+            task = progress.add_task(f"generator prompts ({pipeline})", total=len(loaded.items))
+            examples = []
+            for item in loaded.items:
+                examples.append(rag_example(chosen, loaded, item))
+                progress.advance(task)
+            examples = [e for e in examples if e is not None]
+    except VlmsearchError as exc:
+        fail(exc)
+    kept = [e for e in examples if missed == "decline" or e.kind != "missed"]
+    write_conversations([e.conversation for e in kept], out_file)
+    found = counts(examples)
+    out.print(f"{len(kept)} chats -> {out_file}: answered {found['answered']}, unanswerable (declined) {found['unanswerable']}, "
+              f"retrieval missed the document {found['missed']} ({'declined' if missed == 'decline' else 'left out'})", highlight=False, soft_wrap=True)  # fmt: skip
+
+
+@train_app.command("generator")
+def train_generator_command(
+    data: Annotated[list[Path], typer.Option(help="Training chats (JSONL) from `train generator-data`; repeat to mix")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: peft adapter, <name>.gguf for llama.cpp, training.json")],
+    name: Annotated[str, typer.Option(help="The adapter's name (its GGUF file)")] = "generator-lora",
+    base: Annotated[str, typer.Option(help="The LM: the offline GGUF, or a Hugging Face id or folder (Qwen2 family for the GGUF adapter)")] = "bundled:qwen2.5-coder-0.5b-instruct",
+    steps: Annotated[int, typer.Option(min=1)] = 100,
+    batch_size: Annotated[int, typer.Option(min=1, help="Chats per step (one forward each, gradients summed)")] = 4,
+    lr: Annotated[float, typer.Option(help="LoRA learning rate")] = 2e-4,
+    rank: Annotated[int, typer.Option(min=1, help="LoRA rank")] = 8,
+    save_every: Annotated[int, typer.Option(min=1, help="Steps between saves; a killed run resumes from the last one")] = 25,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the training report as JSON")] = False,
+) -> None:
+    """LoRA task fine-tune of the answer generator (the text LLM) on its own RAG prompts."""
+    from dataclasses import asdict
+
+    from vlmsearch.config import default_cache_dir
+    from vlmsearch.finetune.generator import GeneratorTrainSettings, train_generator
+    from vlmsearch.models.hf import quiet_transformers
+
+    quiet_transformers()
+    settings = GeneratorTrainSettings(data=tuple(data), out=out_dir, name=name, base=base, steps=steps, batch_size=batch_size,
+                                      lr=lr, rank=rank, alpha=2 * rank, save_every=save_every)  # fmt: skip
+    try:
+        with progress_bar() as progress:
+            report = train_generator(settings, default_cache_dir(), progress)
+    except VlmsearchError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(asdict(report), indent=2))
+        return
+    out.print(f"{report.steps} steps on {report.samples} chats ({report.skipped_too_long} too long); held-out reply loss "
+              f"{report.held_out_loss_before:.3f} -> {report.held_out_loss:.3f}", highlight=False)  # fmt: skip
+    out.print(f"llama.cpp adapter: {report.gguf}  (serve: [roles.generator] options = {{ lora = \"{report.gguf}\" }})", markup=False, highlight=False)

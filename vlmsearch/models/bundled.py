@@ -207,11 +207,12 @@ class MiniLM:
         return self._model.encode(list(texts), normalize_embeddings=True, batch_size=32, show_progress_bar=False).astype(np.float32)
 
 
-def _qwen_chat(cache_dir: Path, **options):
+def _qwen_chat(cache_dir: Path, lora: str | None = None, **options):
+    """The offline Qwen; `lora`: a llama.cpp adapter file (GGUF) from `vlmsearch train generator`."""
     from vlmsearch.models.assets import qwen_gguf
     from vlmsearch.models.llamacpp import LlamaCppChat
 
-    return LlamaCppChat(qwen_gguf(cache_dir), name="qwen2.5-coder-0.5b-instruct", **options)
+    return LlamaCppChat(qwen_gguf(cache_dir), name="qwen2.5-coder-0.5b-instruct", lora=Path(lora).expanduser() if lora else None, **options)
 
 
 _VISION = {"efficientnet-lite0": EfficientNetLite0}
@@ -275,7 +276,7 @@ def _own_vlm(spec: ModelSpec, cache_dir: Path):
     return OwnVLMChat(path, cache_dir, **spec.options)
 
 
-@register("bundled", "chat")
+@register("bundled", "chat", "generator")
 def _chat(spec: ModelSpec, cache_dir: Path):
     factory = check_model_name("chat", spec.model, {"qwen2.5-coder-0.5b-instruct": _qwen_chat})
     return factory(cache_dir, **spec.options)

@@ -255,6 +255,6 @@ def _image_text(spec: ModelSpec, cache_dir: Path):
     return HFImageText(spec.model, **spec.options)
 
 
-@register("transformers", "chat", "vlm")
+@register("transformers", "chat", "generator", "vlm")
 def _chat(spec: ModelSpec, cache_dir: Path):
     return HFChat(spec.model, **spec.options)

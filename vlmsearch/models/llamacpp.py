@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -13,25 +14,44 @@ from vlmsearch.models.registry import register
 from vlmsearch.models.serial import FairLock
 
 
+@contextlib.contextmanager
+def _stderr_silenced():
+    """llama.cpp writes a line per adapter tensor it cannot place in its repacked CPU buffers (a
+    harmless fallback) straight to file descriptor 2, whatever `verbose` says: 168 lines per load."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class LlamaCppChat:
     accepts_images = False
 
     def __init__(
-        self, path: Path, name: str | None = None, n_ctx: int = 4096, n_threads: int | None = None, flash_attn: bool = True
-    ):
+        self, path: Path, name: str | None = None, n_ctx: int = 4096, n_threads: int | None = None, flash_attn: bool = True,
+        lora: Path | str | None = None,
+    ):  # fmt: skip
         try:
             from llama_cpp import Llama
         except ImportError:
             raise MissingDependencyError("llama-cpp-python", "GGUF chat models") from None
         if not path.is_file():
             raise MissingWeightsError(f"GGUF file not found: {path}")
-        self.name = name or path.stem
+        if lora is not None and not Path(lora).is_file():
+            raise MissingWeightsError(f"LoRA adapter (GGUF) not found: {lora}; `vlmsearch train generator` writes one")
+        self.name = f"{name or path.stem} + {Path(lora).stem}" if lora else name or path.stem
         self.path = path
         self._turn = FairLock()
-        self._llm = Llama(
-            # flash attention: prompt processing 183 -> 222 tokens/s on 2 cores (Qwen 0.5B, 1,400 tokens)
-            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), flash_attn=flash_attn, verbose=False
-        )
+        with _stderr_silenced() if lora else contextlib.nullcontext():
+            self._llm = Llama(
+                # flash attention: prompt processing 183 -> 222 tokens/s on 2 cores (Qwen 0.5B, 1,400 tokens)
+                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), flash_attn=flash_attn, verbose=False,
+                lora_path=str(lora) if lora else None,  # a llama.cpp adapter GGUF (finetune/gguf_adapter.py)
+            )  # fmt: skip
 
     def stream(self, messages: Sequence[Message], options: GenerationOptions = GenerationOptions()) -> Iterator[str]:
         check_images_allowed(self, messages)
@@ -51,6 +71,6 @@ class LlamaCppChat:
                     yield piece
 
 
-@register("llamacpp", "chat")
+@register("llamacpp", "chat", "generator")
 def _gguf_file(spec: ModelSpec, cache_dir: Path) -> LlamaCppChat:
     return LlamaCppChat(Path(spec.model).expanduser(), **spec.options)

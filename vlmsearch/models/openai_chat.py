@@ -88,6 +88,6 @@ class OpenAIChat:
             raise ModelServerError(f"model server {self.base_url} answered {exc.status_code}: {exc.message}") from None
 
 
-@register("openai", "chat", "vlm")
+@register("openai", "chat", "generator", "vlm")
 def _chat(spec: ModelSpec, cache_dir: Path):
     return OpenAIChat(spec.model, **spec.options)

@@ -221,7 +221,7 @@ class Generator:
     def model_name(self) -> str:
         return self.model.name
 
-    def stream(
+    def messages(
         self,
         question: str,
         facts: VisualFacts | None,
@@ -230,12 +230,17 @@ class Generator:
         retrieval: bool = True,
         texts: Sequence[str] | None = None,
         subject: str = "",
-    ) -> Iterator[str]:
-        if retrieval and not passages and facts is None and not caption:
-            yield NOT_FOUND  # nothing to ground an answer on: say so rather than let the model guess
+    ) -> list[Message] | None:
+        """The chat the model answers (the generator's fine-tune trains on it); None when retrieval
+        found nothing and the image gave nothing either: no ground for an answer."""
+        if not retrieval:
+            return [Message("system", NO_RETRIEVAL_SYSTEM), Message("user", question)]
+        if not passages and facts is None and not caption:
+            return None
+        return build_messages(question, facts, passages, caption, texts, subject, self.wordnet)
+
+    def stream(self, messages: list[Message] | None) -> Iterator[str]:
+        if messages is None:
+            yield NOT_FOUND  # say so rather than let the model guess
             return
-        if retrieval:
-            messages = build_messages(question, facts, passages, caption, texts, subject, self.wordnet)
-        else:
-            messages = [Message("system", NO_RETRIEVAL_SYSTEM), Message("user", question)]
         yield from self.model.stream(messages, GenerationOptions(max_tokens=self.max_tokens))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Generator as Steps
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
@@ -32,8 +34,27 @@ from vlmsearch.pipeline.types import (
     VisualFacts,
 )
 from vlmsearch.pipeline.visual_search import VisualSearch
+from vlmsearch.records import PassageHit
 
 Event = StageEvent | DraftEvent | TokenEvent | AnswerEvent
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """What the stages before the answer found: the generator's prompt and what checks its answer."""
+
+    facts: VisualFacts | None
+    passages: Sequence[PassageHit]
+    caption: str | None
+    retrieval: bool  # False for chit-chat
+    texts: Sequence[str]  # the passages focused on the question, as the prompt shows them
+    subject: str  # what the question's pointing words stand for, if known
+    queries: Sequence[str]  # every way retrieval asked
+    attributor: Attributor
+
+    @property
+    def prompt_parts(self) -> tuple:
+        return self.facts, self.passages, self.caption, self.retrieval, self.texts, self.subject
 
 
 def _needs_vlm(name: str, role: str, profile: str) -> ConfigError:
@@ -62,7 +83,25 @@ class Pipeline:
 
     def stream(self, question: str, image: Image.Image | None = None) -> Iterator[Event]:
         """Stage events as each stage finishes, then the answer's tokens, then the whole answer."""
-        stages, trace = self.spec.stages, []
+        trace: list[TraceStep] = []
+        gathered = yield from self._gather(question, image, trace)
+        yield from self._write(question, gathered, trace)
+
+    def gather(self, question: str, image: Image.Image | None = None) -> Gathered:
+        """Every stage before the answer, run through (the generator's training data is built on it)."""
+        steps = self._gather(question, image, [])
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def generator(self) -> Generator:
+        return Generator(self.models.get(self.spec.generator_role), self.opts.max_answer_tokens, self.wordnet)
+
+    def _gather(self, question: str, image: Image.Image | None, trace: list[TraceStep]) -> Steps[StageEvent, None, Gathered]:
+        """Every stage before the answer is written; each finished stage is a StageEvent."""
+        stages = self.spec.stages
 
         def step(stage: str, model: str, summary: str, run: Callable[[], Any], shown: Callable[[Any], Any]):
             start = time.perf_counter()
@@ -101,11 +140,16 @@ class Pipeline:
             caption = step("caption", captioner.model_name, "image", lambda: captioner(image), lambda c: c)
             yield StageEvent(trace[-1])
 
-        generator = Generator(self.models.get(self.spec.generator_role), self.opts.max_answer_tokens, self.wordnet)
         image_facts = [facts.as_text(matches=False)] if facts else []
         attributor = Attributor(passages, self.models.text_embedder, image_facts + ([caption] if caption else []))
         focus = [q for q in (query_text, question) if q]
         texts = attributor.focused(self.models.text_embedder.embed_texts(focus), self.opts.max_source_chars)
+        subject = query.subject if query and points_at_image(question) else ""
+        return Gathered(facts, passages, caption, retrieval, texts, subject, [q for q, _ in queries], attributor)
+
+    def _write(self, question: str, gathered: Gathered, trace: list[TraceStep]) -> Iterator[Event]:
+        """The answer, a checked sentence at a time, then the whole answer with its trace."""
+        generator, attributor, passages, retrieval = self.generator(), gathered.attributor, gathered.passages, gathered.retrieval
         start, first_token_ms, shown = time.perf_counter(), None, []
 
         def timed(pieces):
@@ -118,9 +162,8 @@ class Pipeline:
         # sentence that neither a passage nor the image supports is held back (a small generator
         # invents weights and dates). A decline that opens the answer waits: when nothing else comes,
         # a passage that answers plainly is quoted instead, and failing that the answer says so.
-        subject = query.subject if query and points_at_image(question) else ""
         held, declined, looped = [], [], False
-        for done, unfinished in as_written(timed(generator.stream(question, facts, passages, caption, retrieval, texts, subject))):
+        for done, unfinished in as_written(timed(generator.stream(generator.messages(question, *gathered.prompt_parts)))):
             for sentence in done:
                 marked = attributor.mark(sentence)
                 if marked.text and marked.text in shown:  # said again word for word: the model loops
@@ -142,13 +185,13 @@ class Pipeline:
             yield DraftEvent(unfinished)  # the first words on screen need not wait for a whole sentence
         quoted = None
         if retrieval and not shown:
-            asked = [q for q, _ in queries]  # every way retrieval asked, the resolved question among them
+            asked = gathered.queries  # every way retrieval asked, the resolved question among them
             quoted = attributor.quote(asked, self.models.text_embedder.embed_texts(asked), self.opts.min_quote_score) if passages else None
             shown = [quoted] if quoted else declined or [NOT_SUPPORTED]
             yield TokenEvent(" ".join(shown))
         text = " ".join(s for s in shown if s)
         trace.append(TraceStep("generate", generator.model_name, round(1000 * (time.perf_counter() - start), 1),
-                               f"question + {len(passages)} passages{' + caption' if caption else ''}",
+                               f"question + {len(passages)} passages{' + caption' if gathered.caption else ''}",
                                {"chars": len(text), "first_token_ms": first_token_ms, "unsupported_held_back": held,
                                 "declined_then_quoted": declined if quoted else []}))  # fmt: skip
         yield StageEvent(trace[-1])

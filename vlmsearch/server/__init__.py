@@ -27,7 +27,7 @@ FORM_OVERHEAD = 64 * 1024  # multipart headers and small fields around an upload
 
 def warm(engine: Engine) -> None:
     """Load every model the pipelines use and open the store, before the first request waits for them."""
-    for role in ("tagger", "image_embedder", "image_text", "ocr", "text_embedder", "chat", "vlm"):
+    for role in ("tagger", "image_embedder", "image_text", "ocr", "text_embedder", "chat", "generator", "vlm"):
         if engine.models.has(role):
             engine.models.get(role)
     engine.store.count()
