@@ -207,7 +207,7 @@ def train_generator_data(
             task = progress.add_task(f"generator prompts ({pipeline})", total=len(loaded.items))
             examples = []
             for item in loaded.items:
-                examples.append(rag_example(chosen, loaded, item))
+                examples.append(rag_example(chosen, loaded, item, engine.settings.ingest.max_image_pixels))
                 progress.advance(task)
             examples = [e for e in examples if e is not None]
     except VlmsearchError as exc:

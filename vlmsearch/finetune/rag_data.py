@@ -56,13 +56,14 @@ def reply_for(item: BucketItem, sources: Sequence[str], texts: Sequence[str]) ->
     return ABSTAIN, "missed"
 
 
-def rag_example(pipeline, bucket: Bucket, item: BucketItem) -> RagExample | None:
-    """The item's chat; None when the pipeline answers it without the model (nothing to ground on)."""
+def rag_example(pipeline, bucket: Bucket, item: BucketItem, max_pixels: int) -> RagExample | None:
+    """The item's chat; None when the pipeline answers it without the model (nothing to ground on).
+    `max_pixels`: the profile's image limit, as `ask` applies it."""
     from vlmsearch.images import load_image
 
-    image = load_image(bucket.image_path(item)) if item.image else None
+    image = load_image(bucket.image_path(item), max_pixels) if item.image else None
     gathered = pipeline.gather(item.question, image)
-    messages = pipeline.generator().messages(item.question, *gathered.prompt_parts)
+    messages = gathered.messages(pipeline.generator(), item.question)
     if messages is None:
         return None
     reply, kind = reply_for(item, [p.source for p in gathered.passages], gathered.texts)

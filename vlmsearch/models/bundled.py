@@ -207,12 +207,27 @@ class MiniLM:
         return self._model.encode(list(texts), normalize_embeddings=True, batch_size=32, show_progress_bar=False).astype(np.float32)
 
 
+# Trained here (`make train-generator`): the generator's LoRA over the offline Qwen, shipped in the package.
+SHIPPED_GENERATOR_LORA = {"generator-rag": "generator-rag/generator-rag.gguf"}
+
+
 def _qwen_chat(cache_dir: Path, lora: str | None = None, **options):
-    """The offline Qwen; `lora`: a llama.cpp adapter file (GGUF) from `vlmsearch train generator`."""
+    """The offline Qwen; `lora`: a llama.cpp adapter, shipped by name or a GGUF file from
+    `vlmsearch train generator` by path."""
     from vlmsearch.models.assets import qwen_gguf
     from vlmsearch.models.llamacpp import LlamaCppChat
 
-    return LlamaCppChat(qwen_gguf(cache_dir), name="qwen2.5-coder-0.5b-instruct", lora=Path(lora).expanduser() if lora else None, **options)
+    return LlamaCppChat(qwen_gguf(cache_dir), name="qwen2.5-coder-0.5b-instruct", lora=_lora_file(lora) if lora else None, **options)
+
+
+def _lora_file(lora: str) -> Path:
+    from importlib import resources
+
+    path = Path(lora).expanduser()
+    if path.suffix == ".gguf" or len(path.parts) > 1:  # a file of the user's (LlamaCppChat checks it is there)
+        return path
+    shipped = check_model_name("generator LoRA", lora, SHIPPED_GENERATOR_LORA)
+    return Path(str(resources.files("vlmsearch.finetune") / "weights" / shipped))
 
 
 _VISION = {"efficientnet-lite0": EfficientNetLite0}

@@ -52,9 +52,10 @@ class Gathered:
     queries: Sequence[str]  # every way retrieval asked
     attributor: Attributor
 
-    @property
-    def prompt_parts(self) -> tuple:
-        return self.facts, self.passages, self.caption, self.retrieval, self.texts, self.subject
+    def messages(self, generator: Generator, question: str):
+        """The chat the generator answers from what was found (None: nothing to ground an answer on)."""
+        return generator.messages(question, facts=self.facts, passages=self.passages, caption=self.caption,
+                                  retrieval=self.retrieval, texts=self.texts, subject=self.subject)  # fmt: skip
 
 
 def _needs_vlm(name: str, role: str, profile: str) -> ConfigError:
@@ -163,7 +164,7 @@ class Pipeline:
         # invents weights and dates). A decline that opens the answer waits: when nothing else comes,
         # a passage that answers plainly is quoted instead, and failing that the answer says so.
         held, declined, looped = [], [], False
-        for done, unfinished in as_written(timed(generator.stream(generator.messages(question, *gathered.prompt_parts)))):
+        for done, unfinished in as_written(timed(generator.stream(gathered.messages(generator, question)))):
             for sentence in done:
                 marked = attributor.mark(sentence)
                 if marked.text and marked.text in shown:  # said again word for word: the model loops
