@@ -127,14 +127,14 @@ def test_a_missing_adapter_fails_clearly(tmp_path):
         build_model("generator", spec, Settings().cache_dir)
 
 
-def test_the_offline_generator_is_the_shipped_lora_and_unknown_names_fail(tmp_path):
+def test_the_shipped_lora_loads_by_name_and_unknown_names_fail(tmp_path):
     from vlmsearch.config import ModelSpec, Settings
     from vlmsearch.errors import UnknownModelError
     from vlmsearch.models.registry import build_model
 
     settings = Settings()
-    generator = build_model("generator", settings.profile.spec("generator"), settings.cache_dir)
-    assert generator.name == "qwen2.5-coder-0.5b-instruct + generator-rag"
+    shipped = ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct", options={"lora": "generator-rag"})
+    assert build_model("generator", shipped, settings.cache_dir).name == "qwen2.5-coder-0.5b-instruct + generator-rag"
     spec = ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct", options={"lora": "generator-nope"})
     with pytest.raises(UnknownModelError, match="generator-rag"):
         build_model("generator", spec, settings.cache_dir)
