@@ -58,29 +58,55 @@ def _measure(engine: Engine, pipeline: str, photos: dict[str, Path]) -> dict:
     }
 
 
-def run() -> dict:
+def _stage_rows(label: str, results: dict) -> list[dict]:
+    rows = []
+    for pipeline, r in results.items():
+        shown = {**r["stages"], "first words shown (draft)": r["first_words"], "first sentence shown (checked)": r["first_sentence"], "end to end": r["end_to_end"]}
+        rows += [{"profile": label, "pipeline": pipeline, "stage": stage, **p} for stage, p in shown.items()]
+    return rows
+
+
+def _measure_profile(profile: str | None, root: Path, photos: dict[str, Path]) -> dict:
+    engine = Engine.from_config(store=root / f"store-{Path(profile or 'default').stem}", profile=profile)
+    collection.wordnet_documents(root / "docs", engine.wordnet)
+    engine.index([root / "docs"])
+    for pipeline in ("llm", "vlm"):  # warm: load every model once
+        engine.ask("what is this?", photos["coffee"], pipeline)
+    return {pipeline: _measure(engine, pipeline, photos) for pipeline in ("llm", "vlm")}
+
+
+def run(baseline: str | None = None) -> dict:
+    """The profile in use (VLMSEARCH_PROFILE, else offline); with `baseline`, that profile too, in the
+    same run on the same cases, and each stage's p50 as a ratio to the baseline's."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         photos = {p.stem: p for p in collection.photos(root / "photos")}
-        offline = Engine.from_config(store=root / "store")
-        collection.wordnet_documents(root / "docs", offline.wordnet)
-        offline.index([root / "docs"])
-        for pipeline in ("llm", "vlm"):  # warm: load every model once
-            offline.ask("what is this?", photos["coffee"], pipeline)
-        results = {pipeline: _measure(offline, pipeline, photos) for pipeline in ("llm", "vlm")}
-    rows = []
-    for pipeline, r in results.items():
-        for stage, p in {**r["stages"], "first words shown (draft)": r["first_words"], "first sentence shown (checked)": r["first_sentence"], "end to end": r["end_to_end"]}.items():
-            rows.append({"pipeline": pipeline, "stage": stage, **p})
+        before = _measure_profile(baseline, root, photos) if baseline else None
+        results = _measure_profile(None, root, photos)
+    rows = _stage_rows("baseline", before) if before else []
+    rows += _stage_rows("profile", results)
     print_table(f"ask: {len(CASES)} image + question cases per pipeline, models warm, WordNet documents", rows)
     for pipeline, r in results.items():
         print(f"{pipeline}: end-to-end / sum of stage time = {r['outside_stages_ratio']}")
-    return results
+    if before is None:
+        return results
+    ratios: dict[str, dict[str, float]] = {}
+    for name, r in results.items():
+        p50 = {**{stage: p["p50_ms"] for stage, p in r["stages"].items()}, "end to end": r["end_to_end"]["p50_ms"]}
+        then = {**{stage: p["p50_ms"] for stage, p in before[name]["stages"].items()}, "end to end": before[name]["end_to_end"]["p50_ms"]}
+        ratios[name] = {stage: round(ms / then[stage], 3) for stage, ms in p50.items() if then.get(stage)}
+    stages = list(dict.fromkeys(stage for r in ratios.values() for stage in r))
+    print_table(f"p50 of the profile / p50 of the baseline ({baseline})", [{"stage": s, **{n: r.get(s) for n, r in ratios.items()}} for s in stages])
+    return {**results, "baseline": {"profile": baseline, **before}, "p50_ratio": ratios}
 
 
 if __name__ == "__main__":
+    import argparse
+
     from benchmarks.common import write_json
     from vlmsearch.models.hf import quiet_transformers
 
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--baseline", help="a profile (name or .toml path) measured first, for p50 ratios")
     quiet_transformers()
-    print(write_json("ask", run()))
+    print(write_json("ask", run(parser.parse_args().baseline)))

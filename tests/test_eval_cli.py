@@ -112,19 +112,24 @@ def test_generator_training_chats_are_the_pipelines_own_prompts(bucket, tmp_path
     from vlmsearch.finetune.rag_data import ABSTAIN
 
     items = {item["id"]: item for item in map(json.loads, bucket.read_text().splitlines())}
-    result = run_cli("train", "generator-data", "--bucket", str(bucket), "--out", str(tmp_path / "chats.jsonl"))
+    result = run_cli("train", "generator-data", "--bucket", str(bucket), "--out", str(tmp_path / "chats.jsonl"), "--counterfactual", "1")
     assert result.returncode == 0, result.stderr[-2000:]
-    found = re.search(r"(\d+) chats .*answered (\d+), unanswerable \(declined\) (\d+), retrieval missed the document (\d+) \(left out\)", result.stdout)
+    found = re.search(r"(\d+) chats .*answered (\d+), unanswerable \(declined\) (\d+), retrieval missed the document (\d+) \(left out\); "
+                      r"counterfactual: fact stated (\d+), fact absent \(declined\) (\d+)", result.stdout)  # fmt: skip
     assert found, result.stdout
     chats = [json.loads(line)["messages"] for line in (tmp_path / "chats.jsonl").read_text().splitlines()]
-    answered, unanswerable, missed = map(int, found.groups()[1:])
-    assert answered + unanswerable + missed == len(items) and len(chats) == int(found[1]) == answered + unanswerable
+    answered, unanswerable, missed, stated, absent = map(int, found.groups()[1:])
+    assert answered + unanswerable + missed == len(items) and len(chats) == int(found[1]) == answered + unanswerable + stated + absent
+    assert 0 < stated == answered and absent <= stated  # every answered item's question points at its subject
     declined = [reply["content"] for _, _, reply in chats if reply["content"] == ABSTAIN]
-    assert len(declined) == unanswerable  # the missed ones are left out: only unanswerable items decline
+    assert len(declined) == unanswerable + absent  # the missed ones are left out
+    sources = {item["source"] for item in items.values() if item.get("source")}
     for system, user, reply in chats:
         assert system["role"] == "system" and "[1]" in system["content"]
         assert user["content"].startswith("Sources:\n[1] ") and "Image information:" in user["content"]
         if reply["content"] != ABSTAIN:  # the cited number is a passage from the asked item's document
             n = int(re.search(r"\[(\d)\]\.$", reply["content"])[1])
-            cited = re.search(rf"^\[{n}\] \(([^)]+)\)", user["content"], re.MULTILINE)[1]
-            assert cited in {item["source"] for item in items.values() if item.get("source")}
+            cited = re.search(rf"^\[{n}\] \(([^)]+)\) (.*)$", user["content"], re.MULTILINE)
+            assert cited[1] in sources
+            # A counterfactual's numbers are stated in the passage it cites.
+            assert set(re.findall(r"\d+", reply["content"].replace(f"[{n}]", ""))) <= set(re.findall(r"\d+", cited[2]))

@@ -2,6 +2,7 @@
 the llama.cpp adapter file, checked against peft on the real offline Qwen."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -28,6 +29,24 @@ def test_the_reply_declines_when_no_shown_text_holds_the_answer():
     assert reply_for(ITEM, ["wren.md"], ["The wren is also called dipper."]) == (ABSTAIN, "missed")
     unanswerable = BucketItem(id="t-2", question="How much does this bird weigh?", reference="The documents do not say.")
     assert reply_for(unanswerable, ["water-ouzel.md"], ["Water ouzel: it is also called dipper."]) == (ABSTAIN, "unanswerable")
+
+
+def test_a_counterfactual_asks_about_the_same_subject_and_states_its_answer_in_the_passage():
+    import random
+
+    from vlmsearch.finetune.counterfactual import counterfactual, pointer, with_fact
+
+    assert pointer("What else is this bird called?") == "this bird"
+    assert pointer("Name a part of the piece of furniture in this picture.") == "the piece of furniture in this picture"
+    assert pointer("What parts does the device named on the sign have?") == "the device named on the sign"
+    assert pointer("What is an okapi?") is None and counterfactual("What is an okapi?", "okapi", "animals", random.Random(0)) is None
+    for seed in range(20):
+        made = counterfactual("What else is this bird called?", "water ouzel", "animals", random.Random(seed))
+        assert "this bird" in made.question and made.question != "What else is this bird called?"
+        numbers = set(re.findall(r"\d+", made.fact))
+        assert numbers and set(re.findall(r"\d+", made.reply)) <= numbers and "[{n}]" in made.reply
+        assert made.reply.replace(" [{n}]", "") != made.fact  # answered in other words than the passage's
+    assert with_fact("Ouzel: a bird. It dives.", "It weighs 3 kg.", random.Random(0)) in ("Ouzel: a bird. It weighs 3 kg. It dives.", "Ouzel: a bird. It dives. It weighs 3 kg.")
 
 
 def _chats(n: int) -> list[Conversation]:
@@ -78,6 +97,7 @@ def test_training_refuses_chats_with_images(tmp_path):
         train_generator(GeneratorTrainSettings(data=(tmp_path / "chats.jsonl",), out=tmp_path / "run"), tmp_path / "cache")
 
 
+@pytest.mark.slow  # the real Qwen in fp32 through peft and quantised through llama.cpp; the export itself is checked on a tiny Qwen2 above
 def test_the_gguf_adapter_moves_llama_cpp_as_peft_moves_the_real_model(tmp_path):
     """The offline Qwen: logits' change from a LoRA through llama.cpp (quantised base + our adapter
     file) against the same LoRA through peft (the fp32 model it was trained on)."""
@@ -138,3 +158,23 @@ def test_the_shipped_lora_loads_by_name_and_unknown_names_fail(tmp_path):
     spec = ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct", options={"lora": "generator-nope"})
     with pytest.raises(UnknownModelError, match="generator-rag"):
         build_model("generator", spec, settings.cache_dir)
+
+
+def test_a_lora_chat_and_the_plain_chat_share_one_model_and_switch_the_adapter_per_turn():
+    from vlmsearch.config import ModelSpec, Settings
+    from vlmsearch.models.protocols import GenerationOptions, Message
+    from vlmsearch.models.registry import build_model
+
+    cache = Settings().cache_dir
+    plain = build_model("chat", ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct"), cache)
+    tuned = build_model("generator", ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct", options={"lora": "generator-rag"}), cache)
+    assert plain._context is tuned._context  # one copy of the weights and one KV cache
+
+    chat = [Message("system", "Answer the question using only the sources. Cite the source of each fact like [1]."),
+            Message("user", "Sources:\n[1] (okapi.md) Okapi: a forest animal of central Africa. It is also called forest giraffe.\n\nQuestion: What else is the okapi called?")]  # fmt: skip
+    greedy = GenerationOptions(max_tokens=24, temperature=0.0)
+    before = "".join(plain.stream(chat, greedy))
+    with_lora = "".join(tuned.stream(chat, greedy))
+    after = "".join(plain.stream(chat, greedy))
+    assert with_lora != before  # the adapter is on for its own turn
+    assert after == before  # and off again, with no keys and values left from the adapter's turn

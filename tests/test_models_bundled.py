@@ -104,7 +104,7 @@ def test_unknown_names_fail_with_the_known_ones(tmp_path):
     # Our VLM: a shipped adapter by name (the known ones listed), or a checkpoint folder by path.
     with pytest.raises(UnknownModelError, match="known: vlm-clipart-mlp"):
         build_model("vlm", ModelSpec(backend="bundled", model="vlm-huge"), tmp_path)
-    with pytest.raises(MissingWeightsError, match="checkpoint folder 'runs/nowhere' not found; train one"):
+    with pytest.raises(MissingWeightsError, match="'runs/nowhere' not found; train one"):
         build_model("vlm", ModelSpec(backend="bundled", model="runs/nowhere"), tmp_path)
 
 

@@ -190,12 +190,14 @@ def train_generator_data(
     out_file: Annotated[Path, typer.Option("--out", help="Training chats (JSONL) for `train generator`")],
     pipeline: Annotated[str, typer.Option(help="The pipeline whose generator prompts are recorded")] = "llm",
     missed: Annotated[str, typer.Option(help="Answerable items whose document retrieval missed: skip, or decline (taught to abstain)")] = "skip",
+    counterfactual: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of answered items that also get a counterfactual pair: a number asked, stated in the passage (answered) or not (declined)")] = 0.5,
+    seed: Annotated[int, typer.Option(help="Which items get a pair, and its question and fact")] = 0,
     limit: Annotated[int, typer.Option(min=0, help="Only the first N items (0: all)")] = 0,
 ) -> None:
     """Build the generator's RAG training chats: its real prompts, answered from the right passage or declined."""
     from vlmsearch.cli.eval import _bucket, _settings
     from vlmsearch.eval.answers import eval_engine
-    from vlmsearch.finetune.rag_data import counts, rag_example
+    from vlmsearch.finetune.rag_data import counts, rag_examples
     from vlmsearch.vlm.data import write_conversations
 
     try:
@@ -207,16 +209,16 @@ def train_generator_data(
             task = progress.add_task(f"generator prompts ({pipeline})", total=len(loaded.items))
             examples = []
             for item in loaded.items:
-                examples.append(rag_example(chosen, loaded, item, engine.settings.ingest.max_image_pixels))
+                examples += rag_examples(chosen, loaded, item, engine.settings.ingest.max_image_pixels, counterfactual, seed)
                 progress.advance(task)
-            examples = [e for e in examples if e is not None]
     except VlmsearchError as exc:
         fail(exc)
     kept = [e for e in examples if missed == "decline" or e.kind != "missed"]
     write_conversations([e.conversation for e in kept], out_file)
     found = counts(examples)
     out.print(f"{len(kept)} chats -> {out_file}: answered {found['answered']}, unanswerable (declined) {found['unanswerable']}, "
-              f"retrieval missed the document {found['missed']} ({'declined' if missed == 'decline' else 'left out'})", highlight=False, soft_wrap=True)  # fmt: skip
+              f"retrieval missed the document {found['missed']} ({'declined' if missed == 'decline' else 'left out'}); counterfactual: "
+              f"fact stated {found['fact stated']}, fact absent (declined) {found['fact absent']}", highlight=False, soft_wrap=True)  # fmt: skip
 
 
 @train_app.command("generator")

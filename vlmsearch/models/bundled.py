@@ -207,6 +207,22 @@ class MiniLM:
         return self._model.encode(list(texts), normalize_embeddings=True, batch_size=32, show_progress_bar=False).astype(np.float32)
 
 
+def shipped_or_own(role: str, name: str, shipped: dict[str, str], package: str, how_to_make: str) -> Path:
+    """A model trained here and shipped in `package`'s weights folder, by name; or the user's own
+    file or folder, by path. A name that reads as a path (a folder part, a leading . or ~, a file
+    suffix) is the user's and must be there; any other name must be a shipped one."""
+    from importlib import resources
+
+    from vlmsearch.errors import MissingWeightsError
+
+    path = Path(name).expanduser()
+    if path.exists():
+        return path
+    if len(path.parts) > 1 or name.startswith((".", "~")) or path.suffix:
+        raise MissingWeightsError(f"{role} {name!r} not found; {how_to_make}")
+    return Path(str(resources.files(package) / "weights" / check_model_name(role, name, shipped)))
+
+
 # Trained here (`make train-generator`): the generator's LoRA over the offline Qwen, shipped in the package.
 SHIPPED_GENERATOR_LORA = {"generator-rag": "generator-rag/generator-rag.gguf"}
 
@@ -217,17 +233,8 @@ def _qwen_chat(cache_dir: Path, lora: str | None = None, **options):
     from vlmsearch.models.assets import qwen_gguf
     from vlmsearch.models.llamacpp import LlamaCppChat
 
-    return LlamaCppChat(qwen_gguf(cache_dir), name="qwen2.5-coder-0.5b-instruct", lora=_lora_file(lora) if lora else None, **options)
-
-
-def _lora_file(lora: str) -> Path:
-    from importlib import resources
-
-    path = Path(lora).expanduser()
-    if path.suffix == ".gguf" or len(path.parts) > 1:  # a file of the user's (LlamaCppChat checks it is there)
-        return path
-    shipped = check_model_name("generator LoRA", lora, SHIPPED_GENERATOR_LORA)
-    return Path(str(resources.files("vlmsearch.finetune") / "weights" / shipped))
+    adapter = shipped_or_own("generator LoRA", lora, SHIPPED_GENERATOR_LORA, "vlmsearch.finetune", "`vlmsearch train generator` writes one") if lora else None
+    return LlamaCppChat(qwen_gguf(cache_dir), name="qwen2.5-coder-0.5b-instruct", lora=adapter, **options)
 
 
 _VISION = {"efficientnet-lite0": EfficientNetLite0}
@@ -260,14 +267,9 @@ SHIPPED_JOINT = {"joint-openclipart-siglip-ens": "joint-openclipart-siglip-ens"}
 
 @register("bundled", "image_text")
 def _image_text(spec: ModelSpec, cache_dir: Path):
-    from importlib import resources
-
     from vlmsearch.joint.embedder import JointEmbedder
 
-    path = Path(spec.model).expanduser()
-    if not path.is_dir():  # a shipped checkpoint by name; a user's own by path
-        folder = check_model_name("image_text", spec.model, SHIPPED_JOINT)
-        path = Path(str(resources.files("vlmsearch.joint") / "weights" / folder))
+    path = shipped_or_own("image_text", spec.model, SHIPPED_JOINT, "vlmsearch.joint", "train one with `vlmsearch train contrastive`")
     return JointEmbedder(path, cache_dir)
 
 
@@ -277,17 +279,9 @@ SHIPPED_VLM = {"vlm-clipart-mlp": "vlm-clipart-mlp"}
 @register("bundled", "vlm")
 def _own_vlm(spec: ModelSpec, cache_dir: Path):
     """Our VLM (`vlmsearch train vlm`): the shipped adapter by name, or a checkpoint folder by path."""
-    from importlib import resources
-
-    from vlmsearch.errors import MissingWeightsError
     from vlmsearch.vlm.chat import OwnVLMChat
 
-    path = Path(spec.model).expanduser()
-    if not path.is_dir():
-        if len(path.parts) > 1 or spec.model.startswith((".", "~")):  # meant as a folder
-            raise MissingWeightsError(f"VLM checkpoint folder {spec.model!r} not found; train one with `vlmsearch train vlm`")
-        folder = check_model_name("vlm", spec.model, SHIPPED_VLM)
-        path = Path(str(resources.files("vlmsearch.vlm") / "weights" / folder))
+    path = shipped_or_own("vlm", spec.model, SHIPPED_VLM, "vlmsearch.vlm", "train one with `vlmsearch train vlm`")
     return OwnVLMChat(path, cache_dir, **spec.options)
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from vlmsearch.config import STAGES, PipelineSpec, Settings
 from vlmsearch.errors import ConfigError
+from vlmsearch.models.protocols import Message
 from vlmsearch.pipeline.caption import Captioner
 from vlmsearch.pipeline.generate import (
     NOT_SUPPORTED,
@@ -52,7 +53,7 @@ class Gathered:
     queries: Sequence[str]  # every way retrieval asked
     attributor: Attributor
 
-    def messages(self, generator: Generator, question: str):
+    def messages(self, generator: Generator, question: str) -> list[Message] | None:
         """The chat the generator answers from what was found (None: nothing to ground an answer on)."""
         return generator.messages(question, facts=self.facts, passages=self.passages, caption=self.caption,
                                   retrieval=self.retrieval, texts=self.texts, subject=self.subject)  # fmt: skip
