@@ -61,6 +61,7 @@ def test_status_reports_counts_without_loading_models(indexed_store, tmp_path):
     assert "no store at" in run_cli("--store", str(tmp_path / "none"), "doctor").stderr
 
 
+@pytest.mark.slow  # ~60 s; `make reliability` kills ingest 20 times
 @pytest.mark.timeout(900)
 def test_ingest_killed_at_random_moments_leaves_a_sound_store_and_finishes_like_a_clean_run():
     result = crash.run(images=24, documents=2, kills=1, per_round=3, window=(5.0, 14.0), seed=1, batch_size=4)
@@ -69,6 +70,7 @@ def test_ingest_killed_at_random_moments_leaves_a_sound_store_and_finishes_like_
     assert result["clean_counts"]["images"] == 24 and result["clean_counts"]["passages"] > 0
 
 
+@pytest.mark.slow  # ~100 s; `make reliability` runs 1,011 hostile files
 @pytest.mark.timeout(900)
 def test_hostile_files_cost_only_themselves(indexed_store, tmp_path):
     """A small run of benchmarks/fuzz.py: decoders a file at a time, then `index` into a store in use."""

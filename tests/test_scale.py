@@ -22,6 +22,7 @@ def _rows(location, table: str) -> dict:
     return rows
 
 
+@pytest.mark.slow  # ~75 s: Ray workers into Milvus Lite against the local engine; the Ray pool's other tests stay
 def test_ray_engine_into_milvus_stores_what_the_local_engine_stores(indexed_store, sample_dir, engine_factory, tmp_path):
     folder = tmp_path / "collection"
     shutil.copytree(sample_dir, folder)
