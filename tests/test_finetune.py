@@ -160,21 +160,58 @@ def test_the_shipped_lora_loads_by_name_and_unknown_names_fail(tmp_path):
         build_model("generator", spec, settings.cache_dir)
 
 
-def test_a_lora_chat_and_the_plain_chat_share_one_model_and_switch_the_adapter_per_turn():
+OKAPI_CHAT = (
+    ("system", "Answer the question using only the sources. Cite the source of each fact like [1]."),
+    ("user", "Sources:\n[1] (okapi.md) Okapi: a forest animal of central Africa. It is also called forest giraffe.\n"
+             "[2] (cat.md) Domestic cats usually live 12 to 18 years.\n\nQuestion: What else is the okapi called?"),
+)  # fmt: skip
+
+
+def _qwen(role: str, **options):
     from vlmsearch.config import ModelSpec, Settings
-    from vlmsearch.models.protocols import GenerationOptions, Message
     from vlmsearch.models.registry import build_model
 
-    cache = Settings().cache_dir
-    plain = build_model("chat", ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct"), cache)
-    tuned = build_model("generator", ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct", options={"lora": "generator-rag"}), cache)
+    return build_model(role, ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct", options=options), Settings().cache_dir)
+
+
+def _greedy(chat_model, turns=OKAPI_CHAT) -> str:
+    from vlmsearch.models.protocols import GenerationOptions, Message
+
+    return "".join(chat_model.stream([Message(role, text) for role, text in turns], GenerationOptions(max_tokens=24, temperature=0.0)))
+
+
+def test_an_unmerged_lora_chat_and_the_plain_chat_share_one_model_and_switch_the_adapter_per_turn():
+    plain, tuned = _qwen("chat"), _qwen("generator", lora="generator-rag", merge_lora=False)
     assert plain._context is tuned._context  # one copy of the weights and one KV cache
 
-    chat = [Message("system", "Answer the question using only the sources. Cite the source of each fact like [1]."),
-            Message("user", "Sources:\n[1] (okapi.md) Okapi: a forest animal of central Africa. It is also called forest giraffe.\n\nQuestion: What else is the okapi called?")]  # fmt: skip
-    greedy = GenerationOptions(max_tokens=24, temperature=0.0)
-    before = "".join(plain.stream(chat, greedy))
-    with_lora = "".join(tuned.stream(chat, greedy))
-    after = "".join(plain.stream(chat, greedy))
+    before = _greedy(plain)
+    with_lora = _greedy(tuned)
+    after = _greedy(plain)
     assert with_lora != before  # the adapter is on for its own turn
     assert after == before  # and off again, with no keys and values left from the adapter's turn
+
+
+def test_the_merged_lora_answers_as_the_adapter_does_and_is_merged_once(tmp_path):
+    from vlmsearch.models.bundled import shipped_generator_lora
+    from vlmsearch.models.gguf_merge import merged_gguf
+
+    merged, unmerged, plain = _qwen("generator", lora="generator-rag"), _qwen("generator", lora="generator-rag", merge_lora=False), _qwen("chat")
+    assert merged.name == unmerged.name == "qwen2.5-coder-0.5b-instruct + generator-rag"
+    assert merged._adapter is None and merged._context is not plain._context
+    animal = (OKAPI_CHAT[0], ("user", "Sources:\n[1] (otter.md) Sea otters eat sea urchins, crabs and clams.\n\nQuestion: What does this animal eat?"))
+    for turns in (OKAPI_CHAT, animal):
+        assert _greedy(merged, turns) == _greedy(unmerged, turns) != _greedy(plain, turns)
+
+    stamp = merged.path.stat().st_mtime_ns
+    assert merged_gguf(plain.path, shipped_generator_lora("generator-rag"), merged.path.parent) == merged.path
+    assert merged.path.stat().st_mtime_ns == stamp  # kept, not merged again
+
+
+def test_a_broken_adapter_fails_to_merge_clearly_and_leaves_nothing(tmp_path):
+    from vlmsearch.models.gguf_merge import merged_gguf
+
+    (tmp_path / "broken.gguf").write_bytes(b"GGUF" + b"\0" * 64)
+    base = _qwen("chat").path
+    with pytest.raises(MissingWeightsError, match="broken.gguf"):
+        merged_gguf(base, tmp_path / "broken.gguf", tmp_path / "merged")
+    assert not any((tmp_path / "merged").glob("*"))

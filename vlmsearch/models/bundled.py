@@ -227,14 +227,18 @@ def shipped_or_own(role: str, name: str, shipped: dict[str, str], package: str, 
 SHIPPED_GENERATOR_LORA = {"generator-rag": "generator-rag/generator-rag.gguf"}
 
 
+def shipped_generator_lora(name: str) -> Path:
+    return shipped_or_own("generator LoRA", name, SHIPPED_GENERATOR_LORA, "vlmsearch.finetune", "`vlmsearch train generator` writes one")
+
+
 def _qwen_chat(cache_dir: Path, lora: str | None = None, **options):
     """The offline Qwen; `lora`: a llama.cpp adapter, shipped by name or a GGUF file from
-    `vlmsearch train generator` by path."""
+    `vlmsearch train generator` by path; merged into the model unless `merge_lora = false`."""
     from vlmsearch.models.assets import qwen_gguf
     from vlmsearch.models.llamacpp import LlamaCppChat
 
-    adapter = shipped_or_own("generator LoRA", lora, SHIPPED_GENERATOR_LORA, "vlmsearch.finetune", "`vlmsearch train generator` writes one") if lora else None
-    return LlamaCppChat(qwen_gguf(cache_dir), name="qwen2.5-coder-0.5b-instruct", lora=adapter, **options)
+    adapter = shipped_generator_lora(lora) if lora else None
+    return LlamaCppChat(qwen_gguf(cache_dir), name="qwen2.5-coder-0.5b-instruct", lora=adapter, merged_dir=cache_dir / "models", **options)
 
 
 _VISION = {"efficientnet-lite0": EfficientNetLite0}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from vlmsearch.config import ModelSpec
 from vlmsearch.errors import MissingDependencyError, MissingWeightsError
+from vlmsearch.models.gguf_merge import merged_gguf
 from vlmsearch.models.protocols import GenerationOptions, Message, check_images_allowed
 from vlmsearch.models.registry import register
 from vlmsearch.models.serial import FairLock
@@ -32,8 +33,9 @@ def _stderr_silenced():
 
 class _Context:
     """One llama.cpp model and context over a GGUF file, shared by every chat on it while any holds
-    it: a generator with a LoRA and the plain rephraser keep one copy of the weights and one KV
-    cache, not two. The adapter is switched per turn, and only when it changes."""
+    it: a generator with an unmerged LoRA (`merge_lora = false`) and the plain rephraser keep one
+    copy of the weights and one KV cache, not two. The adapter is switched per turn, and only when
+    it changes."""
 
     def __init__(self, path: Path, n_ctx: int, n_threads: int, flash_attn: bool):
         from llama_cpp import Llama
@@ -94,7 +96,7 @@ class LlamaCppChat:
 
     def __init__(
         self, path: Path, name: str | None = None, n_ctx: int = 4096, n_threads: int | None = None, flash_attn: bool = True,
-        lora: Path | str | None = None,
+        lora: Path | str | None = None, merge_lora: bool = True, merged_dir: Path | None = None,
     ):  # fmt: skip
         try:
             import llama_cpp  # noqa: F401
@@ -105,6 +107,9 @@ class LlamaCppChat:
         if lora is not None and not Path(lora).is_file():
             raise MissingWeightsError(f"LoRA adapter (GGUF) not found: {lora}; `vlmsearch train generator` writes one")
         self.name = f"{name or path.stem} + {Path(lora).stem}" if lora else name or path.stem
+        if lora and merge_lora:
+            # Merged, the adapter costs no prompt time (unmerged: ~40% more); a second copy of the weights is the price.
+            path, lora = merged_gguf(path, Path(lora), merged_dir or path.parent), None
         self.path = path
         self._context = _shared_context(path, n_ctx, n_threads or os.cpu_count(), flash_attn)
         self._adapter = self._context.adapter(Path(lora).resolve()) if lora else None
@@ -129,4 +134,4 @@ class LlamaCppChat:
 
 @register("llamacpp", "chat", "generator")
 def _gguf_file(spec: ModelSpec, cache_dir: Path) -> LlamaCppChat:
-    return LlamaCppChat(Path(spec.model).expanduser(), **spec.options)
+    return LlamaCppChat(Path(spec.model).expanduser(), merged_dir=cache_dir / "models", **spec.options)
