@@ -2,9 +2,11 @@
 
 import re
 
+import pytest
 from conftest import run_cli
 
 
+@pytest.mark.slow  # ~130 s on CI's 2 cores; every stage it runs is tested on its own in the default run, and `make demo` is this command
 def test_demo_writes_a_report_with_real_results(tmp_path):
     out = tmp_path / "demo"
     result = run_cli("--store", str(tmp_path / "store"), "demo", "--out", str(out), "--images", "8", timeout=600)

@@ -134,6 +134,36 @@ def eval_answers(
     out.print(f"answers cached in {out_dir}/answers/")
 
 
+@eval_app.command("signs")
+def eval_signs(
+    bucket: BucketOption,
+    pipeline: Annotated[list[str], typer.Option(help="Pipeline to run (llm, vlm); repeat to compare")],
+    count: Annotated[int, typer.Option(min=1, help="Signs to render and ask about")] = 40,
+    seed: Annotated[int, typer.Option(help="Which signs, values and questions (training data uses seed 0)")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"pipelines": {name: {"accuracy", "ci95", ...}}}')] = False,
+) -> None:
+    """Reading the image: signs showing a value (an hour, a price, a gate...), asked it in words never trained on, or asked another kind's (declined)."""
+    from vlmsearch.eval.answers import eval_engine
+    from vlmsearch.finetune.sign_reading import sign_reading_score
+
+    try:
+        loaded = _bucket(bucket, 0)
+        with progress_bar() as progress, eval_engine(_settings(), loaded.default_docs, progress=progress) as engine:
+            result = {"pipelines": {name: sign_reading_score(engine, name, count, seed, progress) for name in pipeline}}
+    except VlmsearchError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    table = Table(title=f"reading signs ({count}, seed {seed}; library: {bucket})", title_justify="left")
+    for column in ("pipeline", "accuracy", "95% CI", "value read", "declined", "OCR missed"):
+        table.add_column(column, justify="left" if column == "pipeline" else "right")
+    for name, s in result["pipelines"].items():
+        table.add_row(name, f"{s['accuracy']:.3f}", f"{s['ci95'][0]:.3f}-{s['ci95'][1]:.3f}", f"{s['read_right']}/{s['asked_its_value']}",
+                      f"{s['declined_right']}/{s['asked_another']}", str(s["ocr_missed"]))  # fmt: skip
+    out.print(table)
+
+
 @eval_app.command("sbs")
 def eval_sbs(
     bucket: BucketOption,

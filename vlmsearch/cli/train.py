@@ -221,6 +221,34 @@ def train_generator_data(
               f"fact stated {found['fact stated']}, fact absent (declined) {found['fact absent']}", highlight=False, soft_wrap=True)  # fmt: skip
 
 
+@train_app.command("sign-data")
+def train_sign_data(
+    bucket: Annotated[Path, typer.Option(help="A bucket of the train split: its documents are the library the prompts retrieve from")],
+    out_file: Annotated[Path, typer.Option("--out", help="Training chats (JSONL) for `train generator`")],
+    count: Annotated[int, typer.Option(min=1, help="Signs to render and ask about")] = 120,
+    pipeline: Annotated[str, typer.Option(help="The pipeline whose generator prompts are recorded")] = "llm",
+    seed: Annotated[int, typer.Option(help="Which signs, values and questions")] = 0,
+    other_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of signs asked another kind's value (declined)")] = 0.2,
+) -> None:
+    """Build sign-reading chats for the generator: the answer is the text in the image, or declined when the sign shows something else."""
+    from vlmsearch.cli.eval import _bucket, _settings
+    from vlmsearch.eval.answers import eval_engine
+    from vlmsearch.finetune.rag_data import counts
+    from vlmsearch.finetune.sign_reading import sign_examples
+    from vlmsearch.vlm.data import write_conversations
+
+    try:
+        loaded = _bucket(bucket, 0)
+        with progress_bar() as progress, eval_engine(_settings(), loaded.default_docs, progress=progress) as engine:
+            examples = sign_examples(engine.pipeline(pipeline), count, seed, other_share, progress)
+    except VlmsearchError as exc:
+        fail(exc)
+    write_conversations([e.conversation for e in examples], out_file)
+    found = counts(examples)
+    out.print(f"{len(examples)} chats -> {out_file}: sign read {found['sign read']}, sign not asked (declined) {found['sign not asked']}, "
+              f"{count - len(examples)} left out (OCR missed the value, or a passage gave a number)", highlight=False, soft_wrap=True)  # fmt: skip
+
+
 @train_app.command("generator")
 def train_generator_command(
     data: Annotated[list[Path], typer.Option(help="Training chats (JSONL) from `train generator-data`; repeat to mix")],

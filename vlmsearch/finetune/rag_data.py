@@ -31,7 +31,7 @@ from vlmsearch.pipeline.generate import NOT_SUPPORTED
 from vlmsearch.vlm.data import Conversation
 
 ABSTAIN = NOT_SUPPORTED  # the system prompt's own words for "the sources do not answer"
-Kind = Literal["answered", "unanswerable", "missed", "fact stated", "fact absent"]
+Kind = Literal["answered", "unanswerable", "missed", "fact stated", "fact absent", "sign read", "sign not asked"]
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,10 @@ def reply_for(item: BucketItem, sources: Sequence[str], texts: Sequence[str]) ->
     return (cited(item.reference, n), "answered") if n else (ABSTAIN, "missed")
 
 
-def _chat(item: BucketItem, messages, reply: str, kind: Kind) -> RagExample:
+def chat_example(example_id: str, messages, reply: str, kind: Kind) -> RagExample:
+    """The generator's prompt and the reply it should write, as a text-only training chat."""
     turns = (*({"role": m.role, "content": m.text} for m in messages), {"role": "assistant", "content": reply})
-    return RagExample(item.id, Conversation(None, turns), kind)
+    return RagExample(example_id, Conversation(None, turns), kind)
 
 
 def rag_examples(pipeline, bucket: Bucket, item: BucketItem, max_pixels: int, counterfactual_share: float = 0.0, seed: int = 0) -> list[RagExample]:
@@ -84,7 +85,7 @@ def rag_examples(pipeline, bucket: Bucket, item: BucketItem, max_pixels: int, co
         return []
     sources = [p.source for p in gathered.passages]
     reply, kind = reply_for(item, sources, gathered.texts)
-    examples = [_chat(item, messages, reply, kind)]
+    examples = [chat_example(item.id, messages, reply, kind)]
     rng = random.Random(f"{seed}:{item.id}")  # an item's pair does not depend on the others
     if kind == "answered" and rng.random() < counterfactual_share:
         n = answering_passage(item, sources, gathered.texts)
@@ -99,9 +100,9 @@ def _counterfactual_pair(item: BucketItem, gathered, generator, n: int, rng: ran
         return []
     texts = list(gathered.texts)
     stated = [*texts[: n - 1], with_fact(texts[n - 1], made.fact, rng), *texts[n:]]
-    pair = [_chat(item, replace(gathered, texts=stated).messages(generator, made.question), made.reply.format(n=n), "fact stated")]
+    pair = [chat_example(item.id, replace(gathered, texts=stated).messages(generator, made.question), made.reply.format(n=n), "fact stated")]
     if not any(c.isdigit() for text in texts for c in text):  # declining is right only if no passage gives a number
-        pair.append(_chat(item, gathered.messages(generator, made.question), ABSTAIN, "fact absent"))
+        pair.append(chat_example(item.id, gathered.messages(generator, made.question), ABSTAIN, "fact absent"))
     return pair
 
 
