@@ -1,13 +1,13 @@
 """Sign-reading chats for the generator's training: the answer is the text in the image.
 
 The bucket's questions are all answered by a document, so a LoRA trained on them alone learned that
-no passage means no answer: asked "when does this place open?" beside a sign reading OPEN 9AM,
-with no passage found, it declined. Here a signboard shows a value (an opening hour, a price, a
-gate...) and the question asks it: the reply states the value, which the prompt shows under "Text
-in the image". A fifth of the questions ask what another kind of sign would show, and are declined: the
-model learns to read the sign, not to copy any number it sees. (Half, counted twice, taught the
-model to decline bucket questions it answered before: dev false abstentions 0 -> 7 of 55.) A value OCR did not read is left out (the
-model cannot answer from what its prompt does not show).
+no passage means no answer: asked "when does this place open?" beside a sign reading OPEN 9AM, with
+no passage found, it declined. Here a signboard shows a value (an opening hour, a price, a gate...)
+and the question asks it: the reply states the value, which the prompt shows under "Text in the
+image". A share of the questions (a fifth by default) ask what another kind of sign would show and
+are declined, so the model reads the sign rather than copying any number it sees. (Half, counted
+twice, taught it to decline bucket questions it answered before: dev false abstentions 0 -> 7 of
+55.) A value OCR did not read is left out: the prompt cannot answer it.
 """
 
 from __future__ import annotations
