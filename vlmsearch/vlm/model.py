@@ -253,8 +253,13 @@ class VisionLanguageModel(nn.Module):
         from safetensors.torch import save_file
 
         out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG_FILE).write_text(json.dumps(self.config.model_dump(mode="json"), indent=2) + "\n")
-        save_file({k: v.detach().contiguous() for k, v in self.trainable_state().items()}, str(out / ADAPTER_FILE))
+        # Each file written aside and renamed: a run killed mid-save keeps the last whole checkpoint.
+        config = out / (CONFIG_FILE + ".partial")
+        config.write_text(json.dumps(self.config.model_dump(mode="json"), indent=2) + "\n")
+        weights = out / (ADAPTER_FILE + ".partial")
+        save_file({k: v.detach().contiguous() for k, v in self.trainable_state().items()}, str(weights))
+        config.replace(out / CONFIG_FILE)
+        weights.replace(out / ADAPTER_FILE)
         return out
 
     @classmethod
