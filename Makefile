@@ -72,10 +72,13 @@ train-vlm: setup
 # the data, 45 for 80 steps): its own prompts on 400 train-split items, answered from the passage that
 # holds the reference, plus counterfactual pairs (README: The generator's fine-tune); a llama.cpp
 # adapter over the offline GGUF.
-train-generator: setup
+train-generator: setup  # 80 steps on the bucket's chats, then 30 more with the sign-reading chats mixed in (resumed)
 	$(BIN)/vlmsearch eval make-bucket --out out/bucket --split train --max-items 400
 	$(BIN)/vlmsearch train generator-data --bucket out/bucket/train/bucket.jsonl --out out/generator-rag.jsonl
+	$(BIN)/vlmsearch train sign-data --bucket out/bucket/train/bucket.jsonl --out out/generator-signs.jsonl --count 150 --other-share 0.1
 	$(BIN)/vlmsearch train generator --data out/generator-rag.jsonl --out out/generator-rag --name generator-rag --steps 80 --lr 3e-4
+	$(BIN)/vlmsearch train generator --data out/generator-rag.jsonl --data out/generator-signs.jsonl --data out/generator-signs.jsonl \
+		--out out/generator-rag --name generator-rag --steps 110 --lr 3e-4
 	mkdir -p vlmsearch/finetune/weights/generator-rag
 	cp out/generator-rag/generator-rag.gguf out/generator-rag/training.json vlmsearch/finetune/weights/generator-rag/
 

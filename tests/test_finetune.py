@@ -191,7 +191,7 @@ def test_an_unmerged_lora_chat_and_the_plain_chat_share_one_model_and_switch_the
     assert after == before  # and off again, with no keys and values left from the adapter's turn
 
 
-def test_the_merged_lora_answers_as_the_adapter_does_and_is_merged_once(tmp_path):
+def test_the_merged_lora_answers_as_the_adapter_does_is_merged_once_and_replaces_older_merges(tmp_path):
     from vlmsearch.models.bundled import shipped_generator_lora
     from vlmsearch.models.gguf_merge import merged_gguf
 
@@ -203,8 +203,11 @@ def test_the_merged_lora_answers_as_the_adapter_does_and_is_merged_once(tmp_path
         assert _greedy(merged, turns) == _greedy(unmerged, turns) != _greedy(plain, turns)
 
     stamp = merged.path.stat().st_mtime_ns
+    earlier = merged.path.with_name(merged.path.name.rsplit("-", 1)[0] + "-000000000000.gguf")  # an older adapter's merge
+    earlier.write_bytes(b"stale")
     assert merged_gguf(plain.path, shipped_generator_lora("generator-rag"), merged.path.parent) == merged.path
     assert merged.path.stat().st_mtime_ns == stamp  # kept, not merged again
+    assert not earlier.exists()
 
 
 def test_a_broken_adapter_fails_to_merge_clearly_and_leaves_nothing(tmp_path):

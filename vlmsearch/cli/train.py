@@ -225,10 +225,10 @@ def train_generator_data(
 def train_sign_data(
     bucket: Annotated[Path, typer.Option(help="A bucket of the train split: its documents are the library the prompts retrieve from")],
     out_file: Annotated[Path, typer.Option("--out", help="Training chats (JSONL) for `train generator`")],
-    count: Annotated[int, typer.Option(min=1, help="Signs to render and ask about")] = 120,
+    count: Annotated[int, typer.Option(min=1, help="Signs to render and ask about")] = 150,
     pipeline: Annotated[str, typer.Option(help="The pipeline whose generator prompts are recorded")] = "llm",
     seed: Annotated[int, typer.Option(help="Which signs, values and questions")] = 0,
-    other_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of signs asked another kind's value (declined)")] = 0.2,
+    other_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of signs asked another kind's value (declined)")] = 0.1,
 ) -> None:
     """Build sign-reading chats for the generator: the answer is the text in the image, or declined when the sign shows something else."""
     from vlmsearch.cli.eval import _bucket, _settings

@@ -26,15 +26,19 @@ def merged_path(base: Path, adapter: Path, folder: Path) -> Path:
 def merged_gguf(base: Path, adapter: Path, folder: Path, on_tensor: Callable[[int, int], None] | None = None) -> Path:
     """The merged model's path, merging on first use (written aside and renamed: a killed merge leaves no bad model)."""
     target = merged_path(base, adapter, folder)
-    if target.is_file():
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(f".part{os.getpid()}")
-    try:
-        _merge(base, adapter, partial, on_tensor)
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".part{os.getpid()}")
+        try:
+            _merge(base, adapter, partial, on_tensor)
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+    # Merges of an earlier version of the adapter (same names, other bytes) are 625 MB each that
+    # nothing reads once the package is upgraded.
+    for stale in folder.glob(f"{base.stem}+{adapter.stem}-*.gguf"):
+        if stale != target:
+            stale.unlink(missing_ok=True)
     return target
 
 
