@@ -30,7 +30,8 @@ def sign_examples(pipeline, count: int, seed: int = 0, other_share: float = 0.1,
     task = progress.add_task("sign-reading prompts", total=count) if progress else None
     for i in range(count):
         example = _example(pipeline, generator, rng, other_share, f"sign-{seed}-{i}")
-        examples += [example] if example else []
+        if example:
+            examples.append(example)
         if progress:
             progress.advance(task)
     return examples
