@@ -218,3 +218,35 @@ def test_a_broken_adapter_fails_to_merge_clearly_and_leaves_nothing(tmp_path):
     with pytest.raises(MissingWeightsError, match="broken.gguf"):
         merged_gguf(base, tmp_path / "broken.gguf", tmp_path / "merged")
     assert not any((tmp_path / "merged").glob("*"))
+
+
+def test_setup_merges_the_adapters_a_profile_serves_merged_resolved_as_its_roles_resolve_them(tmp_path):
+    from vlmsearch.config import ModelSpec, Profile, Settings
+    from vlmsearch.models.assets import qwen_gguf
+    from vlmsearch.models.bundled import shipped_generator_lora
+    from vlmsearch.models.llamacpp import served_merge
+
+    cache = Settings().cache_dir
+    base, shipped = qwen_gguf(cache), shipped_generator_lora("generator-rag")
+    offline = {served_merge(spec, cache) for spec in Profile.load("offline").roles.values()} - {None}
+    assert offline == {(base, shipped)}  # the generator's, and nothing for the plain chat model
+
+    own = tmp_path / "mine.gguf"
+    own.write_bytes(shipped.read_bytes())
+    assert served_merge(ModelSpec(backend="llamacpp", model=str(base), options={"lora": str(own)}), cache) == (base, own)
+    assert served_merge(ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct", options={"lora": str(own)}), cache) == (base, own)
+    per_turn = ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct", options={"lora": str(own), "merge_lora": False})
+    assert served_merge(per_turn, cache) is None
+    with pytest.raises(MissingWeightsError, match="gone.gguf"):
+        served_merge(ModelSpec(backend="llamacpp", model=str(base), options={"lora": str(tmp_path / "gone.gguf")}), cache)
+
+
+def test_a_merge_that_cannot_be_written_says_where_and_what_to_do(tmp_path):
+    from vlmsearch.models.bundled import shipped_generator_lora
+    from vlmsearch.models.gguf_merge import merged_gguf
+
+    not_a_folder = tmp_path / "models"
+    not_a_folder.write_text("a file where the cache folder should be")
+    with pytest.raises(MissingWeightsError, match=r"could not write the merged model .* merge_lora = false"):
+        merged_gguf(_qwen("chat").path, shipped_generator_lora("generator-rag"), not_a_folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]

@@ -61,6 +61,22 @@ def test_two_objects_and_the_question_names_one(engine):
     assert "12 to 18" in answer.answer and sources(answer) == ["cats.md"]
 
 
+def test_a_photo_the_tagger_knows_is_answered_with_its_tag_over_the_drawing_models_match(tmp_path):
+    """The joint heads learned drawings: on this photo of a tabby, among 50 ImageNet classes' topics,
+    their best matches are big cats and "Egyptian cat" is not among them. The tagger (ImageNet) is
+    sure of "Egyptian cat", which a passage names: that is what the question points at."""
+    from vlmsearch.demo.collection import wordnet_documents
+    from vlmsearch.knowledge.wordnet import WordNet
+
+    cats = next(p for p in wordnet_documents(tmp_path / "docs", WordNet()) if p.name == "imagenet-classes-250-299.md")
+    engine = Engine.from_config(store=tmp_path / "store")
+    engine.index([cats])
+    answer = engine.ask("what kind of animal is this?", skimage_photo("chelsea"), pipeline="llm")
+    facts = answer.trace[0].output
+    assert facts["tags"][0]["label"] == "Egyptian cat" and "Egyptian cat" not in [m["topic"] for m in facts["matches"]]
+    assert "egyptian cat" in answer.answer.lower() and answer.citations[0].text.startswith("Egyptian cat")
+
+
 def test_image_unrelated_to_the_question(engine):
     answer = engine.ask("what is espresso made of?", skimage_photo("rocket"), pipeline="llm")
     assert "espresso.md" in sources(answer) and "rockets.md" not in sources(answer)

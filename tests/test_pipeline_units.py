@@ -19,6 +19,7 @@ from vlmsearch.pipeline.rephrase import (
     is_chit_chat,
     pointed_kind,
     retrieval_queries,
+    shown_subject,
     subjects,
 )
 from vlmsearch.pipeline.types import Match, SearchQuery, VisualFacts
@@ -61,9 +62,26 @@ def test_subjects_follow_the_kind_the_question_points_at():
     assert subjects("What is this?", picture, wordnet) == ["tiger", "rocking chair"]  # no kind: the best of each
     photo = VisualFacts((Tag("Egyptian cat", 0.62, "n02124075"),), "", None, (), (_match("espresso", 0.5),))
     assert subjects("how long do animals like this live?", photo, wordnet) == ["Egyptian cat", "espresso"]  # a confident tag first
+    photo = VisualFacts((Tag("Egyptian cat", 0.39, "n02124075"),), "", None, (), (_match("leopard", 0.12), _match("lamp", 0.1)))
+    assert subjects("What does this animal look like?", photo, wordnet) == ["Egyptian cat", "leopard"]  # and of the kind asked
+    assert subjects("What is this device used for?", photo, wordnet) == ["lamp"]  # a cat is no device
+    rocket = VisualFacts((Tag("missile", 0.24, "n03773504"),), "", None, (), (_match("web site", 0.17), _match("crane", 0.13)))
+    assert subjects("what is this used for?", rocket, wordnet) == ["missile", "web site"]  # surer than the best match
     sign = VisualFacts((), "PENGUIN", None, (), (_match("lamp", 0.5),))
     assert subjects("What is the bird named on the sign a type of?", sign, wordnet)[0] == "PENGUIN"
     assert subjects("anything", None, wordnet) == []
+
+
+def test_the_generator_reads_the_question_with_the_likeliest_name_a_shown_passage_uses():
+    def passage(text: str) -> PassageHit:
+        return PassageHit(text[:8], text[:8], f"/docs/{text[:8]}.md", 0, text, 0.5)
+
+    query = SearchQuery("Egyptian cat", subject="leopard", named=("Egyptian cat", "leopard"))
+    cat, leopard = passage("Egyptian cat: a domestic cat of Egypt."), passage("Leopard: a large feline with rosettes.")
+    assert shown_subject(query, [leopard, cat]) == "Egyptian cat"  # the tag, now that a passage names it
+    assert shown_subject(query, [leopard]) == "leopard"  # else the topic the image matched
+    assert shown_subject(query, [passage("Egyptian cats-eye marbles")]) == "leopard"  # whole words only
+    assert shown_subject(SearchQuery("q"), [cat]) == ""
 
 
 @pytest.mark.parametrize("text", ["hello!", "Thanks so much", "good morning", "hey there"])

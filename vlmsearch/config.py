@@ -124,6 +124,10 @@ class AnswerSettings(_Frozen):
     # Cosine floor between a passage and the closest query. Calibrated for all-MiniLM-L6-v2 on a small
     # probe: answering passages scored 0.55-0.72, unrelated ones -0.11-0.23.
     min_passage_similarity: float = 0.3
+    # RRF's k when the query variants' lists are fused (rephrasing, fallbacks, the question). Each list
+    # is short (2 x passages), so a small k lets a passage that tops a list beat one that is
+    # middling in all of them; 60 (the usual, for long lists) did not. Chosen on the dev bucket.
+    query_fusion_k: int = 5
     similar_images: int = 3
     similar_min_score: float = 0.5  # weaker look-alikes would mislead more than help
     topic_matches: int = 6  # document topics the image's regions look like, for visual search (0: off)

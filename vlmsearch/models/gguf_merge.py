@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vlmsearch.errors import MissingWeightsError
+
 
 def merged_path(base: Path, adapter: Path, folder: Path) -> Path:
     """Where the merge of `adapter` into `base` is kept: named by both, keyed by the adapter's bytes."""
@@ -25,15 +27,22 @@ def merged_path(base: Path, adapter: Path, folder: Path) -> Path:
 
 def merged_gguf(base: Path, adapter: Path, folder: Path, on_tensor: Callable[[int, int], None] | None = None) -> Path:
     """The merged model's path, merging on first use (written aside and renamed: a killed merge leaves no bad model)."""
+
     target = merged_path(base, adapter, folder)
     if not target.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(f".part{os.getpid()}")
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             _merge(base, adapter, partial, on_tensor)
             partial.replace(target)
+        except OSError as exc:  # a full disk, a folder we may not write
+            raise MissingWeightsError(
+                f"could not write the merged model {target.name} in {folder}: {exc.strerror or exc} (it needs more than "
+                f"{base.stat().st_size >> 20} MB free there; or serve the adapter per turn: merge_lora = false)"
+            ) from None
         finally:
-            partial.unlink(missing_ok=True)
+            if partial.exists():
+                partial.unlink()
     # Merges of an earlier version of the adapter (same names, other bytes) are 625 MB each that
     # nothing reads once the package is upgraded.
     for stale in folder.glob(f"{base.stem}+{adapter.stem}-*.gguf"):
@@ -45,7 +54,6 @@ def merged_gguf(base: Path, adapter: Path, folder: Path, on_tensor: Callable[[in
 def _lora_pairs(adapter: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
     import gguf
 
-    from vlmsearch.errors import MissingWeightsError
 
     try:
         reader = gguf.GGUFReader(adapter)
@@ -68,7 +76,6 @@ def _merge(base: Path, adapter: Path, out: Path, on_tensor: Callable[[int, int],
     import gguf
     from gguf.quants import dequantize, quantize
 
-    from vlmsearch.errors import MissingWeightsError
 
     pairs, alpha = _lora_pairs(adapter)
     reader = gguf.GGUFReader(base)

@@ -23,7 +23,12 @@ from vlmsearch.pipeline.generate import (
     looping,
     says_not_found,
 )
-from vlmsearch.pipeline.rephrase import Rephraser, points_at_image, retrieval_queries
+from vlmsearch.pipeline.rephrase import (
+    Rephraser,
+    points_at_image,
+    retrieval_queries,
+    shown_subject,
+)
 from vlmsearch.pipeline.retrieve import Retriever
 from vlmsearch.pipeline.types import (
     Answer,
@@ -80,7 +85,7 @@ class Pipeline:
         self.models = models
         self.visual_search = VisualSearch(models, store, wordnet, opts.similar_images, opts.similar_min_score, opts.topic_matches)
         self.wordnet = wordnet
-        self.retriever = Retriever(store, models.text_embedder, opts.passages, opts.min_passage_similarity)
+        self.retriever = Retriever(store, models.text_embedder, opts.passages, opts.min_passage_similarity, opts.query_fusion_k)
         self.opts = opts
 
     def stream(self, question: str, image: Image.Image | None = None) -> Iterator[Event]:
@@ -146,7 +151,7 @@ class Pipeline:
         attributor = Attributor(passages, self.models.text_embedder, image_facts + ([caption] if caption else []))
         focus = [q for q in (query_text, question) if q]
         texts = attributor.focused(self.models.text_embedder.embed_texts(focus), self.opts.max_source_chars)
-        subject = query.subject if query and points_at_image(question) else ""
+        subject = shown_subject(query, passages) if query and points_at_image(question) else ""
         return Gathered(facts, passages, caption, retrieval, texts, subject, [q for q, _ in queries], attributor)
 
     def _write(self, question: str, gathered: Gathered, trace: list[TraceStep]) -> Iterator[Event]:

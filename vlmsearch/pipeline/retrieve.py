@@ -10,8 +10,8 @@ from vlmsearch.stores import rrf_fuse
 
 
 class Retriever:
-    def __init__(self, store, text_embedder, k: int = 5, min_similarity: float = 0.3):
-        self.store, self.text_embedder, self.k, self.min_similarity = store, text_embedder, k, min_similarity
+    def __init__(self, store, text_embedder, k: int = 5, min_similarity: float = 0.3, fusion_k: int = 5):
+        self.store, self.text_embedder, self.k, self.min_similarity, self.fusion_k = store, text_embedder, k, min_similarity, fusion_k
 
     @property
     def model_name(self) -> str:
@@ -25,7 +25,7 @@ class Retriever:
         vectors = self.text_embedder.embed_texts([q for q, _ in queries])
         rankings = [self.store.passages(q, v, 2 * self.k) for (q, _), v in zip(queries, vectors)]
         hits = {h.id: h for ranking in rankings for h in ranking}
-        fused = rrf_fuse([[h.id for h in ranking] for ranking in rankings], weights=[w for _, w in queries])
+        fused = rrf_fuse([[h.id for h in ranking] for ranking in rankings], k=self.fusion_k, weights=[w for _, w in queries])
         fused = [hits[doc_id] for doc_id, _ in fused]
         candidates = fused[: 2 * self.k]
         if not candidates:

@@ -64,6 +64,7 @@ class SearchQuery:
     retrieve: bool = True  # False for chit-chat that needs no documents
     fallbacks: tuple[str, ...] = ()  # plain queries built without a model; retrieval fuses them in as a safety net
     subject: str = ""  # the document topic or sign text the pointing words most likely stand for, if any
+    named: tuple[str, ...] = ()  # every name the pointing words may stand for, best first (`subject` among them)
 
 
 @dataclass(frozen=True)
