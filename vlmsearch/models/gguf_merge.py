@@ -27,7 +27,6 @@ def merged_path(base: Path, adapter: Path, folder: Path) -> Path:
 
 def merged_gguf(base: Path, adapter: Path, folder: Path, on_tensor: Callable[[int, int], None] | None = None) -> Path:
     """The merged model's path, merging on first use (written aside and renamed: a killed merge leaves no bad model)."""
-
     target = merged_path(base, adapter, folder)
     if not target.is_file():
         partial = target.with_suffix(f".part{os.getpid()}")
@@ -54,7 +53,6 @@ def merged_gguf(base: Path, adapter: Path, folder: Path, on_tensor: Callable[[in
 def _lora_pairs(adapter: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float]:
     import gguf
 
-
     try:
         reader = gguf.GGUFReader(adapter)
     except (ValueError, OSError) as exc:
@@ -75,7 +73,6 @@ def _lora_pairs(adapter: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]]
 def _merge(base: Path, adapter: Path, out: Path, on_tensor: Callable[[int, int], None] | None) -> None:
     import gguf
     from gguf.quants import dequantize, quantize
-
 
     pairs, alpha = _lora_pairs(adapter)
     reader = gguf.GGUFReader(base)
