@@ -155,6 +155,12 @@ def test_a_plain_answer_is_quoted_with_the_sentence_that_names_its_subject():
     asked = ["How much does a water ouzel cost?"]
     assert attributor.quote(asked, embedder.embed_texts(asked), 1.1) is None  # nothing answers it well enough
     assert not says_not_found('The closest passage says: "It is also called dipper." [1]')
+    # The name chooses the passage; the rest of the question chooses its sentence, not the one naming it.
+    cat = "Egyptian cat: Egyptian cat: a domestic cat of Egypt. A kind of: domestic cat. A small domestic feline with a compact body. Coats vary widely. It is kept as a pet."
+    attributor = Attributor([PassageHit("c:0", "c", "/docs/cat.md", 0, cat, 1.0), passages[1]], embedder)
+    asked = ["How big is Egyptian cat?", "Egyptian cat", "How big is this animal?"]  # as retrieval asked: rephrasing, subject, question
+    assert attributor.quote(asked, embedder.embed_texts(asked), 1.1) == (
+        'The closest passage says: "A kind of: domestic cat. A small domestic feline with a compact body. Coats vary widely." [1]')
 
 
 def test_focused_passages_keep_the_relevant_sentences_in_order_within_budget():

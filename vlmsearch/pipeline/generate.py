@@ -189,8 +189,20 @@ class Attributor:
         if scores[best] < min_score:
             return None
         n = self.sources[best][0]
+        best = self._answering_sentence(n, queries)
         snippet = [s for i, (m, s) in enumerate(self.sources) if m == n and best - 1 - same[best] < i <= best + 1]
         return f'The closest passage says: "{" ".join(snippet).strip()}" [{n}]'
+
+    def _answering_sentence(self, n: int, queries: Sequence[str]) -> int:
+        """Passage n's sentence that answers the queries. The subject's name chose the passage and is
+        in its every window, so it would pick the sentence that names it (the definition) for "how
+        big is Egyptian cat?"; without the name, the rest of the question picks ("a small feline")."""
+        indices = [i for i, (m, _) in enumerate(self.sources) if m == n]
+        name = _words(self.sources[indices[0]][1].split(":", 1)[0])  # the passage's heading
+        rest = [" ".join(w for w in q.split() if w.lower().strip("?.,!'s") not in name) for q in queries]
+        similarity = (self.vectors[indices] @ self.embedder.embed_texts(rest).T).max(axis=1)
+        scores = [sim + 0.5 * max(_overlap(q, self.sources[i][1]) for q in rest) for sim, i in zip(similarity, indices)]
+        return indices[int(np.argmax(scores))]
 
     @staticmethod
     def _best(claim: str, vector: np.ndarray, vectors: np.ndarray, texts: Sequence[str]) -> tuple[int, float]:
