@@ -136,6 +136,10 @@ def test_source_file_names_and_loops_are_no_answer():
     assert attributor.mark("lemonade.md cocktail-sauce.md Lemonade is a sweetened beverage.") == Marked("Lemonade is a sweetened beverage [1].", True)
     # Cut short: it restates the question and says nothing, though its words match the source.
     assert attributor.mark("The first person to make lemonade is [1].") == Marked("The first person to make lemonade is.", False)
+    # The prompt's tag list echoed: supported word for word by the image information, yet no claim.
+    tags = "spotlight, spot (0.85), bubble (0.02), loupe, jeweler's loupe (0.01)"
+    echo = Attributor(passages, MiniLM(), [f"Tags: {tags}"])
+    assert echo.mark(tags) == Marked(tags, False) and echo.mark("It is a spotlight.").supported
     loop = "lemonade.md  lemonade.md  cocktail-sauce.md  schnapps.md  grape.md  " * 5
     assert looping(loop) and not looping(loop[:60])  # a few names are not yet a loop
     prose = "Lemonade is a sweetened drink made of lemon juice, water and sugar; it is served cold in summer, often with ice and mint, and sold at fairs."

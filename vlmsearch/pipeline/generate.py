@@ -54,6 +54,9 @@ LOOP_MIN_WORDS, LOOP_MAX_DISTINCT = 24, 0.3
 # A sentence that stops on one of these was cut short: "The first person to make Sausage is [1]."
 # restates the question and says nothing, however well its words match a source.
 _UNFINISHED = re.compile(r"\b(?:is|are|was|were|be|of|by|the|a|an|to|and|or|as)\W*$", re.IGNORECASE)
+# The prompt's tag list ("spot, spot (0.85), bubble (0.02)"): a small model may answer with it. Its
+# scores are no claim about the thing, though the image information "supports" every word.
+_TAG_SCORES = re.compile(r"\(\d\.\d\d\)")
 
 
 def looping(text: str) -> bool:
@@ -161,7 +164,7 @@ class Attributor:
     def mark(self, sentence: str) -> Marked:
         claim = " ".join(w for w in sentence.split() if w.lower().strip(".,;:()") not in self.file_names)
         claim = re.sub(r"\s+([.,!?])", r"\1", _CITATION.sub("", claim)).strip()  # the model's own markers are unchecked
-        if not claim or _UNFINISHED.search(claim) or (self.vectors is None and self.image_vectors is None):
+        if not claim or _UNFINISHED.search(claim) or len(_TAG_SCORES.findall(claim)) >= 2 or (self.vectors is None and self.image_vectors is None):
             return Marked(claim, False)
         vector = self.embedder.embed_texts([claim])[0]
         if self.vectors is not None:
