@@ -74,6 +74,11 @@ def _numbers_kept(claim: str, source: str) -> float:
     return len(numbers & set(re.findall(r"\d+(?:[.,]\d+)?", source))) / len(numbers) if numbers else 1.0
 
 
+def _bare(word: str) -> str:
+    """A word as a name list holds it: lower case, no punctuation, no plural or possessive "s"."""
+    return re.sub(r"(?:'s|s)$", "", word.lower().strip("?.,!:;\"()"))
+
+
 def _overlap(claim: str, source: str) -> float:
     """Share of the claim's words (numbers included) that the source sentence contains."""
     words = _words(claim)
@@ -201,8 +206,9 @@ class Attributor:
         in its every window, so it would pick the sentence that names it (the definition) for "how
         big is Egyptian cat?"; without the name, the rest of the question picks ("a small feline")."""
         indices = [i for i, (m, _) in enumerate(self.sources) if m == n]
-        name = _words(self.sources[indices[0]][1].split(":", 1)[0])  # the passage's heading
-        rest = [" ".join(w for w in q.split() if w.lower().strip("?.,!'s") not in name) for q in queries]
+        heading = self.sources[indices[0]][1].split(": ", 1)[0]  # ingest starts a passage with "<heading>: "
+        name = {_bare(w) for w in heading.split()} if ": " in self.sources[indices[0]][1] and len(heading.split()) <= 8 else set()
+        rest = [" ".join(w for w in q.split() if _bare(w) not in name) for q in queries]
         similarity = (self.vectors[indices] @ self.embedder.embed_texts(rest).T).max(axis=1)
         scores = [sim + 0.5 * max(_overlap(q, self.sources[i][1]) for q in rest) for sim, i in zip(similarity, indices)]
         return indices[int(np.argmax(scores))]
