@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.progress import track
+
 from benchmarks.common import print_table
 from vlmsearch.demo import collection
 from vlmsearch.engine import Engine
@@ -60,9 +62,9 @@ def right(case: Case, answer) -> bool:
 def _ask_all(profile: str | None, store: Path, docs: Path, photos: dict[str, Path], pipeline: str) -> list[dict]:
     engine = Engine.from_config(store=store, profile=profile)
     if not engine.store.count().get("passages"):  # the first profile indexes; the others reuse it
-        engine.index([docs])
+        engine.index(collection.wordnet_documents(docs, engine.wordnet))
     rows = []
-    for case in CASES:
+    for case in track(CASES, description=f"{profile or 'default'}: asking"):
         answer = engine.ask(case.question, photos[case.photo], pipeline)
         rows.append({"photo": case.photo, "question": case.question, "answer": answer.answer, "right": right(case, answer)})
     return rows
@@ -74,7 +76,6 @@ def run(profiles: list[str | None], pipeline: str = "llm") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         photos = {p.stem: p for p in collection.photos(root / "photos")}
-        collection.wordnet_documents(root / "docs", Engine.from_config(store=root / "store").wordnet)
         results = {str(profile or "default"): _ask_all(profile, root / "store", root / "docs", photos, pipeline) for profile in profiles}
     for label, rows in results.items():
         print_table(f"{label}: {sum(r['right'] for r in rows)} of {len(rows)} right ({pipeline} pipeline)", rows)

@@ -101,13 +101,14 @@ def subjects(question: str, facts: VisualFacts | None, wordnet=None) -> list[str
     if kind:  # only topics WordNet places under the kind: an unplaceable one is as likely wrong as right
         matches = [m for m in matches if wordnet.is_kind_of(m.topic, kind)]
     tagged = facts.subject()
-    if kind and tagged and wordnet.is_kind_of(tagged, kind) is False:
+    placed = wordnet.is_kind_of(tagged, kind) if kind and tagged else None  # None: WordNet cannot place it
+    if placed is False:
         tagged = ""
     # A confident tag (a photo of something ImageNet knows) comes before the joint model's match,
     # which is surest on drawings, when it is of the question's kind or the question names none.
     # Confident: above CONFIDENT_TAG, or surer than that match (a rocket's "missile" at 0.24 over
     # "web site" at 0.17: the joint model learned drawings only).
-    of_kind = not kind or wordnet.is_kind_of(tagged, kind) is True
+    of_kind = not kind or placed is True
     surer = min(CONFIDENT_TAG, matches[0].score) if matches else CONFIDENT_TAG
     confident = bool(tagged) and of_kind and bool(facts.tags) and facts.tags[0].score >= surer
     ordered = [tagged, matches[0].topic if matches else ""] if confident else [matches[0].topic if matches else "", tagged]
