@@ -89,7 +89,7 @@ def run(checkpoints: list[Path], test: Path, n: int = 80) -> dict:
         def ranking(query: str) -> list[str]:
             return _texts(engine.store.passages(query, embedder.embed_texts([query])[0], 10))
 
-        retriever = Retriever(engine.store, embedder, k=10, min_similarity=0.0)
+        retriever = Retriever(engine.store, embedder, k=10, min_similarity=0.0, fusion_k=engine.settings.answer.query_fusion_k)
         facts = [VisualFacts((Tag(c["tag"], 1.0),), "", None, ()) for c in cases]
         rows, queries = [], {}
 

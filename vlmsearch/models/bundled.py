@@ -231,23 +231,21 @@ def shipped_generator_lora(name: str) -> Path:
     return shipped_or_own("generator LoRA", name, SHIPPED_GENERATOR_LORA, "vlmsearch.finetune", "`vlmsearch train generator` writes one")
 
 
-def bundled_chat_lora(model: str, lora: str) -> Path:
-    """The adapter file that the bundled chat model `model` is given as `lora` (a name or a path)."""
-    check_model_name("chat", model, _CHATS)
-    return shipped_generator_lora(lora)
+def bundled_chat_files(spec: ModelSpec, cache_dir: Path) -> tuple[Path, Path | None]:
+    """The GGUF file and LoRA adapter (None: none) that the bundled chat model `spec` serves; `lora`
+    is a shipped adapter's name or a GGUF file from `vlmsearch train generator`."""
+    model = check_model_name("chat", spec.model, _CHAT_GGUFS)(cache_dir)
+    lora = spec.options.get("lora")
+    return model, shipped_generator_lora(lora) if lora else None
 
 
-def _qwen_chat(cache_dir: Path, lora: str | None = None, **options):
-    """The offline Qwen; `lora`: a llama.cpp adapter, shipped by name or a GGUF file from
-    `vlmsearch train generator` by path; merged into the model unless `merge_lora = false`."""
+def _qwen_gguf(cache_dir: Path) -> Path:
     from vlmsearch.models.assets import qwen_gguf
-    from vlmsearch.models.llamacpp import LlamaCppChat
 
-    adapter = shipped_generator_lora(lora) if lora else None
-    return LlamaCppChat(qwen_gguf(cache_dir), name="qwen2.5-coder-0.5b-instruct", lora=adapter, merged_dir=cache_dir / "models", **options)
+    return qwen_gguf(cache_dir)
 
 
-_CHATS = {"qwen2.5-coder-0.5b-instruct": _qwen_chat}
+_CHAT_GGUFS = {"qwen2.5-coder-0.5b-instruct": _qwen_gguf}
 _VISION = {"efficientnet-lite0": EfficientNetLite0}
 
 
@@ -298,4 +296,9 @@ def _own_vlm(spec: ModelSpec, cache_dir: Path):
 
 @register("bundled", "chat", "generator")
 def _chat(spec: ModelSpec, cache_dir: Path):
-    return check_model_name("chat", spec.model, _CHATS)(cache_dir, **spec.options)
+    """The offline Qwen, with its LoRA merged into it unless `merge_lora = false`."""
+    from vlmsearch.models.llamacpp import LlamaCppChat
+
+    model, adapter = bundled_chat_files(spec, cache_dir)
+    options = {k: v for k, v in spec.options.items() if k != "lora"}
+    return LlamaCppChat(model, name=spec.model.lower(), lora=adapter, merged_dir=cache_dir / "models", **options)

@@ -10,7 +10,9 @@ from vlmsearch.stores import rrf_fuse
 
 
 class Retriever:
-    def __init__(self, store, text_embedder, k: int = 5, min_similarity: float = 0.3, fusion_k: int = 5):
+    # No defaults here: the profile's AnswerSettings holds them (k = passages, min_passage_similarity,
+    # query_fusion_k), so they are written once.
+    def __init__(self, store, text_embedder, k: int, min_similarity: float, fusion_k: int):
         self.store, self.text_embedder, self.k, self.min_similarity, self.fusion_k = store, text_embedder, k, min_similarity, fusion_k
 
     @property
