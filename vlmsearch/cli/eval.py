@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -46,6 +47,20 @@ def eval_retrieval(
 
 
 DEFAULT_OUT = Path("out/eval")
+
+
+def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A results table: the first column names the row (left), the others are figures (right)."""
+    table = Table(title=title, title_justify="left")
+    for n, column in enumerate(columns):
+        table.add_column(column, justify="right" if n else "left")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+def _ci(bounds: Sequence[float]) -> str:
+    return f"{bounds[0]:.3f}-{bounds[1]:.3f}"
 
 
 def _bucket(path: Path, limit: int):
@@ -121,16 +136,13 @@ def eval_answers(
     if as_json:
         out.print_json(json.dumps(result))
         return
-    table = Table(title=f"answers on {bucket} ({len(loaded.items)} items)", title_justify="left")
-    for column in ("pipeline", "accuracy", "95% CI", "right+source", "false abst.", "right abst.", "p50 ms"):
-        table.add_column(column, justify="left" if column == "pipeline" else "right")
-    for name, s in result["pipelines"].items():
-        table.add_row(
-            name, f"{s['accuracy']:.3f}", f"{s['ci95'][0]:.3f}-{s['ci95'][1]:.3f}", f"{s['right_with_source']}/{s['answerable']}",
-            f"{s['false_abstentions']}/{s['answerable']}", f"{s['right_abstentions']}/{s['unanswerable']}",
-            f"{s['p50_ms']:,.0f}" if s["p50_ms"] is not None else "-",
-        )  # fmt: skip
-    out.print(table)
+    _print_table(
+        f"answers on {bucket} ({len(loaded.items)} items)",
+        ("pipeline", "accuracy", "95% CI", "right+source", "false abst.", "right abst.", "p50 ms"),
+        ((name, f"{s['accuracy']:.3f}", _ci(s["ci95"]), f"{s['right_with_source']}/{s['answerable']}",
+          f"{s['false_abstentions']}/{s['answerable']}", f"{s['right_abstentions']}/{s['unanswerable']}",
+          f"{s['p50_ms']:,.0f}" if s["p50_ms"] is not None else "-") for name, s in result["pipelines"].items()),
+    )  # fmt: skip
     out.print(f"answers cached in {out_dir}/answers/")
 
 
@@ -155,13 +167,12 @@ def eval_signs(
     if as_json:
         out.print_json(json.dumps(result))
         return
-    table = Table(title=f"reading signs ({count}, seed {seed}; library: {bucket})", title_justify="left")
-    for column in ("pipeline", "accuracy", "95% CI", "value read", "declined", "OCR missed"):
-        table.add_column(column, justify="left" if column == "pipeline" else "right")
-    for name, s in result["pipelines"].items():
-        table.add_row(name, f"{s['accuracy']:.3f}", f"{s['ci95'][0]:.3f}-{s['ci95'][1]:.3f}", f"{s['read_right']}/{s['asked_its_value']}",
-                      f"{s['declined_right']}/{s['asked_another']}", str(s["ocr_missed"]))  # fmt: skip
-    out.print(table)
+    _print_table(
+        f"reading signs ({count}, seed {seed}; library: {bucket})",
+        ("pipeline", "accuracy", "95% CI", "value read", "declined", "OCR missed"),
+        ((name, f"{s['accuracy']:.3f}", _ci(s["ci95"]), f"{s['read_right']}/{s['asked_its_value']}",
+          f"{s['declined_right']}/{s['asked_another']}", str(s["ocr_missed"])) for name, s in result["pipelines"].items()),
+    )  # fmt: skip
 
 
 @eval_app.command("sbs")
@@ -191,13 +202,12 @@ def eval_sbs(
     if as_json:
         out.print_json(json.dumps(summary))
         return
-    table = Table(title=f"{a} vs {b}, judge {summary['judge']}: {summary['n_items']} items", title_justify="left")
-    for column in ("criterion", "win", "tie", "loss", f"{a} win rate", "95% CI", "consistent"):
-        table.add_column(column, justify="left" if column == "criterion" else "right")
-    for criterion, t in summary["criteria"].items():
-        consistency = f"{t['consistency']:.2f}" if t["consistency"] is not None else "-"
-        table.add_row(criterion, str(t["win"]), str(t["tie"]), str(t["loss"]), f"{t['win_rate']:.3f}", f"{t['ci95'][0]:.3f}-{t['ci95'][1]:.3f}", consistency)
-    out.print(table)
+    _print_table(
+        f"{a} vs {b}, judge {summary['judge']}: {summary['n_items']} items",
+        ("criterion", "win", "tie", "loss", f"{a} win rate", "95% CI", "consistent"),
+        ((criterion, str(t["win"]), str(t["tie"]), str(t["loss"]), f"{t['win_rate']:.3f}", _ci(t["ci95"]),
+          f"{t['consistency']:.2f}" if t["consistency"] is not None else "-") for criterion, t in summary["criteria"].items()),
+    )  # fmt: skip
     agreement = summary["agreement_with_reference"]
     if agreement:
         out.print(f"agreement with the reference judge (overall): {agreement['agreement']:.3f} over {agreement['n']} items, kappa {agreement['kappa']:.3f}")
@@ -250,10 +260,8 @@ def eval_rephraser(
     if as_json:
         out.print_json(json.dumps(summary))
         return
-    table = Table(title=f"{pipeline} rephraser on {summary['items']} answerable items")
-    for column in ("measure", "rate", "95% CI"):
-        table.add_column(column)
-    for key in ("alone_top1", "alone_top3", "fused_top3"):
-        low, high = summary[key]["ci95"]
-        table.add_row(key.replace("_", " "), f"{summary[key]['rate']:.3f}", f"{low:.3f}-{high:.3f}")
-    out.print(table)
+    _print_table(
+        f"{pipeline} rephraser on {summary['items']} answerable items",
+        ("measure", "rate", "95% CI"),
+        ((key.replace("_", " "), f"{summary[key]['rate']:.3f}", _ci(summary[key]["ci95"])) for key in ("alone_top1", "alone_top3", "fused_top3")),
+    )
