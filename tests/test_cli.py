@@ -60,3 +60,29 @@ def test_bad_requests_get_one_clear_line(indexed_store, tmp_path):
 def test_models_lists_profiles():
     result = run_cli("models")
     assert result.returncode == 0 and "hf-cpu" in result.stdout and "efficientnet-lite0" in result.stdout
+
+
+def test_setup_again_finds_what_it_made_and_a_missing_adapter_is_one_line(tmp_path):
+    """`vlmsearch setup` on a machine already set up (the test command runs it first): the model,
+    the generator's merge and the VLM's LM are found, nothing is merged again. A profile whose
+    adapter is gone fails saying which file."""
+    from vlmsearch.config import Settings
+    from vlmsearch.models.gguf_merge import merged_path
+    from vlmsearch.models.llamacpp import served_merge
+
+    settings = Settings.create(profile="offline")
+    merges = [m for spec in settings.profile.roles.values() if (m := served_merge(spec, settings.cache_dir))]
+    merged = [merged_path(model, adapter, settings.cache_dir / "models") for model, adapter in merges]
+    assert merged and all(path.is_file() for path in merged)
+    written = [path.stat().st_mtime_ns for path in merged]
+    result = run_cli("--profile", "offline", "setup")
+    assert result.returncode == 0, result.stderr
+    assert "offline chat model ready" in result.stderr  # progress and messages go to stderr
+    assert [path.stat().st_mtime_ns for path in merged] == written
+
+    gone = tmp_path / "gone.gguf"
+    profile = tmp_path / "gone.toml"
+    profile.write_text(f'[roles.generator]\nbackend = "bundled"\nmodel = "qwen2.5-coder-0.5b-instruct"\noptions = {{ lora = "{gone}" }}\n')
+    result = run_cli("--profile", str(profile), "setup")
+    assert result.returncode != 0
+    assert "gone.gguf" in result.stderr and "Traceback" not in result.stderr
