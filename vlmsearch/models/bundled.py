@@ -296,7 +296,7 @@ def _own_vlm(spec: ModelSpec, cache_dir: Path):
 
 @register("bundled", "chat", "generator")
 def _chat(spec: ModelSpec, cache_dir: Path):
-    """The offline Qwen, with its LoRA merged into it unless `merge_lora = false`."""
+    """A bundled chat model on llama.cpp, its LoRA (if any) merged into it unless `merge_lora = false`."""
     from vlmsearch.models.llamacpp import LlamaCppChat
 
     model, adapter = bundled_chat_files(spec, cache_dir)
