@@ -79,6 +79,13 @@ def _bare(word: str) -> str:
     return re.sub(r"(?:'s|s)$", "", word.lower().strip("?.,!:;\"()"))
 
 
+def _answer_scores(vectors: np.ndarray, texts: Sequence[str], queries: Sequence[str], query_vectors: np.ndarray) -> list[float]:
+    """How well each text answers the queries, scored like support: its meaning's cosine to the
+    closest query plus half the share of a query's words it contains."""
+    similarity = (vectors @ query_vectors.T).max(axis=1)
+    return [sim + 0.5 * max(_overlap(q, text) for q in queries) for sim, text in zip(similarity, texts)]
+
+
 def _overlap(claim: str, source: str) -> float:
     """Share of the claim's words (numbers included) that the source sentence contains."""
     words = _words(claim)
@@ -191,8 +198,7 @@ class Attributor:
             return None
         same = [i > 0 and self.sources[i - 1][0] == n for i, (n, _) in enumerate(self.sources)]
         windows = [f"{self.sources[i - 1][1]} {s}" if same[i] else s for i, (_, s) in enumerate(self.sources)]
-        similarity = (self.embedder.embed_texts(windows) @ query_vectors.T).max(axis=1)
-        scores = [sim + 0.5 * max(_overlap(q, w) for q in queries) for sim, w in zip(similarity, windows)]
+        scores = _answer_scores(self.embedder.embed_texts(windows), windows, queries, query_vectors)
         best = int(np.argmax(scores))
         if scores[best] < min_score:
             return None
@@ -206,11 +212,10 @@ class Attributor:
         in its every window, so it would pick the sentence that names it (the definition) for "how
         big is Egyptian cat?"; without the name, the rest of the question picks ("a small feline")."""
         indices = [i for i, (m, _) in enumerate(self.sources) if m == n]
-        heading = self.sources[indices[0]][1].split(": ", 1)[0]  # ingest starts a passage with "<heading>: "
-        name = {_bare(w) for w in heading.split()} if ": " in self.sources[indices[0]][1] and len(heading.split()) <= 8 else set()
+        heading, headed, _ = self.sources[indices[0]][1].partition(": ")  # ingest starts a passage with "<heading>: "
+        name = {_bare(w) for w in heading.split()} if headed and len(heading.split()) <= 8 else set()
         rest = [" ".join(w for w in q.split() if _bare(w) not in name) for q in queries]
-        similarity = (self.vectors[indices] @ self.embedder.embed_texts(rest).T).max(axis=1)
-        scores = [sim + 0.5 * max(_overlap(q, self.sources[i][1]) for q in rest) for sim, i in zip(similarity, indices)]
+        scores = _answer_scores(self.vectors[indices], [self.sources[i][1] for i in indices], rest, self.embedder.embed_texts(rest))
         return indices[int(np.argmax(scores))]
 
     @staticmethod
