@@ -96,6 +96,58 @@ def test_openai_client_chats_with_an_image(server):
         client.chat.completions.create(model="gpt-4", messages=messages)
 
 
+def test_openai_client_holds_a_conversation_with_the_image_only_in_turn_one(server):
+    """What Open WebUI and other chat clients do: send the whole conversation each time."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server}/v1", api_key="unused-on-localhost", timeout=120)
+    image = "data:image/png;base64," + base64.b64encode(CAT).decode()
+    messages = [{"role": "user", "content": [{"type": "text", "text": "what kind of animal is this?"},
+                                             {"type": "image_url", "image_url": {"url": image}}]}]  # fmt: skip
+    first = client.chat.completions.create(model="vlmsearch-llm", messages=messages).choices[0].message.content
+    assert "cat" in first.lower() and "[cats.md](" in first
+    messages += [{"role": "assistant", "content": first}, {"role": "user", "content": "how long do they usually live?"}]
+    second = client.chat.completions.create(model="vlmsearch-llm", messages=messages).choices[0].message.content
+    assert "12 to 18" in second and "[cats.md](" in second
+
+
+def test_ask_takes_the_earlier_turns_and_reuses_what_it_saw_in_the_image(server):
+    first = httpx.post(f"{server}/v1/ask?stream=false", data={"question": "what kind of animal is this?", "pipeline": "llm"},
+                       files={"image": ("cat.png", CAT, "image/png")}, timeout=120).json()  # fmt: skip
+    image = "data:image/png;base64," + base64.b64encode(CAT).decode()
+    history = [{"question": "what kind of animal is this?", "answer": first["answer"], "citations": first["citations"], "image": image}]
+    response = httpx.post(f"{server}/v1/ask?stream=false", timeout=120,
+                          data={"question": "how long do they usually live?", "pipeline": "llm", "history": json.dumps(history)})  # fmt: skip
+    answer = response.json()
+    assert response.status_code == 200 and "12 to 18" in answer["answer"], answer["answer"]
+    steps = {step["stage"]: step for step in answer["trace"]}
+    assert steps["conversation"]["output"]["question"] == "how long do Domestic cats usually live?"
+    assert steps["visual_search"]["cached"] and steps["visual_search"]["ms"] < 50  # seen in turn one
+    # A new subject: the follow-up's "it" after a turn about espresso stands for espresso, and the cat is out of it.
+    history.append({"question": "what is espresso made of?", "answer": "It is made from finely ground coffee beans [1].",
+                    "citations": [{"n": 1, "source": "espresso.md", "text": "Espresso: Espresso is made by forcing hot water"}]})  # fmt: skip
+    later = httpx.post(f"{server}/v1/ask?stream=false", timeout=120,
+                       data={"question": "how is it made?", "history": json.dumps(history)}).json()  # fmt: skip
+    assert "visual_search" not in {step["stage"] for step in later["trace"]} and "espresso.md" in str(later["citations"])
+
+
+def test_a_conversation_over_the_limits_is_refused_clearly(server):
+    def error(history, status: int) -> str:
+        response = httpx.post(f"{server}/v1/ask", data={"question": "and then?", "history": history}, timeout=60)
+        assert response.status_code == status, response.text
+        return response.json()["error"]["message"]
+
+    assert "limit is 50" in error(json.dumps([{"question": "q", "answer": "a"}] * 51), 400)
+    assert "not valid JSON" in error("[{", 400)
+    assert "question" in error(json.dumps([{"answer": "no question"}]), 400)
+    assert "limit" in error(json.dumps([{"question": "q", "answer": "a" * 210_000}]), 413)
+    from openai import BadRequestError, OpenAI
+
+    client = OpenAI(base_url=f"{server}/v1", api_key="unused-on-localhost", timeout=60)
+    with pytest.raises(BadRequestError, match="last message must be the user"):
+        client.chat.completions.create(model="vlmsearch-llm", messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
+
+
 def test_index_job_reports_progress_and_failures(server):
     files = [
         ("files", ("penguins.md", b"# Penguins\nPenguins are flightless seabirds of the southern hemisphere.", "text/markdown")),

@@ -141,6 +141,9 @@ class AnswerSettings(_Frozen):
     min_quote_score: float = 1.1
     max_rephrase_tokens: int = 40
     max_caption_tokens: int = 120
+    # Earlier turns of a conversation that reach the rephraser's and generator's prompts: each costs
+    # prompt tokens, and the last answer is what a follow-up's pronouns stand for.
+    conversation_turns: int = Field(default=3, ge=0, le=20)
 
 
 def default_store() -> str:

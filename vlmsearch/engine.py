@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
@@ -13,6 +14,8 @@ from vlmsearch.images import load_image
 from vlmsearch.ingest import Indexer, IngestReport
 from vlmsearch.models.protocols import label_scores, top_tags
 from vlmsearch.models.registry import Models
+from vlmsearch.pipeline.conversation import SeenImages
+from vlmsearch.pipeline.types import Turn
 from vlmsearch.records import ImageHit, PassageHit, Tag
 from vlmsearch.stores import Store, StoreInfo, open_store
 from vlmsearch.stores.protocol import TextImageWeights
@@ -35,6 +38,7 @@ class Engine:
         self.models = Models(settings.profile, settings.cache_dir)
         self._store: Store | None = None
         self._wordnet = None
+        self.seen = SeenImages()  # what visual search and the captioner found in recent images
 
     @classmethod
     def from_config(cls, store: Path | str | None = None, profile: str | None = None, overrides: Sequence[str] = ()) -> Engine:
@@ -74,9 +78,13 @@ class Engine:
 
             start_ray(address)
             indexer = Indexer(self.models, self.store, self.settings.ingest, self.wordnet)
+            self.seen.clear()  # visual facts name similar stored images and matched topics: they change
             return index_with_ray(indexer, self.settings, [Path(p) for p in paths], address=address, progress=progress)
         indexer = Indexer(self.models, self.store, self.settings.ingest, self.wordnet)
-        return indexer.run([Path(p) for p in paths], progress=progress)
+        try:
+            return indexer.run([Path(p) for p in paths], progress=progress)
+        finally:
+            self.seen.clear()
 
     def search_images(self, text: str, k: int | None = None, where: str | None = None) -> list[ImageHit]:
         """Text -> images: keyword and dense matching of tags, OCR text and info cards, plus the query in
@@ -131,16 +139,21 @@ class Engine:
         if name not in specs:
             raise ConfigError(f"unknown pipeline {name!r}; known: {', '.join(sorted(specs))}")
         spec = specs[name]
-        return Pipeline(name, spec, self.settings, self.models, self.store, self.wordnet)
+        return Pipeline(name, spec, self.settings, self.models, self.store, self.wordnet, self.seen)
 
-    def ask(self, question: str, image: Path | str | Image.Image | None = None, pipeline: str | None = None):
-        """Answer a question, optionally about an image, citing indexed passages."""
-        return self.pipeline(pipeline).run(check_query(question), self._image(image))
+    def ask(self, question: str, image: Path | str | Image.Image | None = None, pipeline: str | None = None, history: Sequence[Turn] = ()):
+        """Answer a question, optionally about an image, citing indexed passages. `history`: the
+        conversation's earlier turns, oldest first (their images as paths or pictures); a follow-up
+        about "it" is answered about what the last answer named, and about the last image sent."""
+        return self.pipeline(pipeline).run(check_query(question), self._image(image), self._turns(history))
 
-    def ask_stream(self, question: str, image: Path | str | Image.Image | None = None, pipeline: str | None = None):
+    def ask_stream(self, question: str, image: Path | str | Image.Image | None = None, pipeline: str | None = None, history: Sequence[Turn] = ()):
         """Like ask(), as events: StageEvent per finished stage, DraftEvent (the unfinished sentence) and
         TokenEvent (each checked sentence) as the answer is written, then AnswerEvent."""
-        return self.pipeline(pipeline).stream(check_query(question), self._image(image))
+        return self.pipeline(pipeline).stream(check_query(question), self._image(image), self._turns(history))
+
+    def _turns(self, history: Sequence[Turn]) -> tuple[Turn, ...]:
+        return tuple(replace(turn, image=self._image(turn.image)) if turn.image is not None else turn for turn in history)
 
     def _image(self, image: Path | str | Image.Image | None) -> Image.Image | None:
         if image is None or isinstance(image, Image.Image):

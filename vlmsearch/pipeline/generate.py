@@ -100,10 +100,13 @@ def build_messages(
     texts: Sequence[str] | None = None,
     subject: str = "",
     wordnet=None,
+    history: str = "",
 ) -> list[Message]:
     """The generator's prompt; `texts` replaces the passages' full text (e.g. focused on the query);
-    `subject` is the document topic (or sign text) visual search thinks the question points at."""
-    blocks = []
+    `subject` is the document topic (or sign text) visual search thinks the question points at;
+    `history` the conversation's earlier questions, when this one continues them."""
+    # First and marked as past: the answer is to the new question, from this turn's sources.
+    blocks = [f"Earlier questions in this conversation (answer only the new one): {as_data(history)}"] if history else []
     texts = texts if texts is not None else [p.text for p in passages]
     sources = "\n".join(f"[{n}] ({Path(p.source).name}) {as_data(t)}" for n, (p, t) in enumerate(zip(passages, texts), 1))
     blocks.append(f"Sources:\n{sources or '(none found)'}")
@@ -256,6 +259,7 @@ class Generator:
         retrieval: bool = True,
         texts: Sequence[str] | None = None,
         subject: str = "",
+        history: str = "",
     ) -> list[Message] | None:
         """The chat the model answers (the generator's fine-tune trains on it); None when retrieval
         found nothing and the image gave nothing either: no ground for an answer."""
@@ -263,7 +267,7 @@ class Generator:
             return [Message("system", NO_RETRIEVAL_SYSTEM), Message("user", question)]
         if not passages and facts is None and not caption:
             return None
-        return build_messages(question, facts, passages, caption, texts, subject, self.wordnet)
+        return build_messages(question, facts, passages, caption, texts, subject, self.wordnet, history)
 
     def stream(self, messages: list[Message] | None) -> Iterator[str]:
         if messages is None:

@@ -14,6 +14,7 @@ from vlmsearch.config import STAGES, PipelineSpec, Settings
 from vlmsearch.errors import ConfigError
 from vlmsearch.models.protocols import Message
 from vlmsearch.pipeline.caption import Captioner
+from vlmsearch.pipeline.conversation import Conversation, SeenImages, image_digest
 from vlmsearch.pipeline.generate import (
     NOT_SUPPORTED,
     Attributor,
@@ -37,6 +38,7 @@ from vlmsearch.pipeline.types import (
     StageEvent,
     TokenEvent,
     TraceStep,
+    Turn,
     VisualFacts,
 )
 from vlmsearch.pipeline.visual_search import VisualSearch
@@ -57,11 +59,20 @@ class Gathered:
     subject: str  # what the question's pointing words stand for, if known
     queries: Sequence[str]  # every way retrieval asked
     attributor: Attributor
+    history: str = ""  # the earlier questions this one continues, as the prompt shows them
 
     def messages(self, generator: Generator, question: str) -> list[Message] | None:
         """The chat the generator answers from what was found (None: nothing to ground an answer on)."""
-        return generator.messages(question, facts=self.facts, passages=self.passages, caption=self.caption,
-                                  retrieval=self.retrieval, texts=self.texts, subject=self.subject)  # fmt: skip
+        return generator.messages(
+            question,
+            facts=self.facts,
+            passages=self.passages,
+            caption=self.caption,
+            retrieval=self.retrieval,
+            texts=self.texts,
+            subject=self.subject,
+            history=self.history,
+        )
 
 
 def _needs_vlm(name: str, role: str, profile: str) -> ConfigError:
@@ -73,7 +84,7 @@ def _needs_vlm(name: str, role: str, profile: str) -> ConfigError:
 
 
 class Pipeline:
-    def __init__(self, name: str, spec: PipelineSpec, settings: Settings, models, store, wordnet):
+    def __init__(self, name: str, spec: PipelineSpec, settings: Settings, models, store, wordnet, seen: SeenImages | None = None):
         unknown = set(spec.stages) - set(STAGES)
         if unknown:
             raise ConfigError(f"pipeline {name!r} has unknown stages {sorted(unknown)}; stages: {', '.join(STAGES)}")
@@ -87,16 +98,25 @@ class Pipeline:
         self.wordnet = wordnet
         self.retriever = Retriever(store, models.text_embedder, opts.passages, opts.min_passage_similarity, opts.query_fusion_k)
         self.opts = opts
+        self.seen = seen if seen is not None else SeenImages()
 
-    def stream(self, question: str, image: Image.Image | None = None) -> Iterator[Event]:
-        """Stage events as each stage finishes, then the answer's tokens, then the whole answer."""
+    def stream(self, question: str, image: Image.Image | None = None, history: Sequence[Turn] = ()) -> Iterator[Event]:
+        """Stage events as each stage finishes, then the answer's tokens, then the whole answer.
+        `history`: the conversation's earlier turns, oldest first; a follow-up is answered as the
+        standalone question they make of it, about the conversation's image."""
         trace: list[TraceStep] = []
-        gathered = yield from self._gather(question, image, trace)
-        yield from self._write(question, gathered, trace)
+        conversation = Conversation.resolve(question, image, history, self.opts.conversation_turns)
+        asked = conversation.standalone(question, self.wordnet)
+        if history:
+            trace.append(TraceStep("conversation", "-", 0.0, f"{len(history)} earlier turns, {len(conversation.turns)} continued",
+                                   {"question": asked, "subject": conversation.subject, "image": "kept" if image is None and conversation.image else "sent" if image else "none"}))  # fmt: skip
+            yield StageEvent(trace[-1])
+        gathered = yield from self._gather(asked, conversation.image, trace, conversation)
+        yield from self._write(asked, gathered, trace)
 
     def gather(self, question: str, image: Image.Image | None = None) -> Gathered:
         """Every stage before the answer, run through (the generator's training data is built on it)."""
-        steps = self._gather(question, image, [])
+        steps = self._gather(question, image, [], Conversation(image, (), ""))
         while True:
             try:
                 next(steps)
@@ -106,20 +126,22 @@ class Pipeline:
     def generator(self) -> Generator:
         return Generator(self.models.get(self.spec.generator_role), self.opts.max_answer_tokens, self.wordnet)
 
-    def _gather(self, question: str, image: Image.Image | None, trace: list[TraceStep]) -> Steps[StageEvent, None, Gathered]:
+    def _gather(self, question: str, image: Image.Image | None, trace: list[TraceStep], conversation: Conversation) -> Steps[StageEvent, None, Gathered]:
         """Every stage before the answer is written; each finished stage is a StageEvent."""
         stages = self.spec.stages
+        digest = image_digest(image) if image is not None else ""
 
-        def step(stage: str, model: str, summary: str, run: Callable[[], Any], shown: Callable[[Any], Any]):
+        def step(stage: str, model: str, summary: str, run: Callable[[], Any], shown: Callable[[Any], Any], seen_as: tuple[str, ...] = ()):
             start = time.perf_counter()
-            result = run()
-            trace.append(TraceStep(stage, model, round(1000 * (time.perf_counter() - start), 1), summary, shown(result)))
+            result, cached = self.seen.get((*seen_as, digest), run) if seen_as else (run(), False)
+            ms = round(1000 * (time.perf_counter() - start), 1)
+            trace.append(TraceStep(stage, model, ms, summary + (" (seen before)" if cached else ""), shown(result), cached))
             return result
 
         facts: VisualFacts | None = None
         if image is not None and "visual_search" in stages:
             facts = step("visual_search", self.visual_search.model_name, f"image {image.width}x{image.height}",
-                         lambda: self.visual_search(image), lambda f: f.to_json())  # fmt: skip
+                         lambda: self.visual_search(image), lambda f: f.to_json(), ("visual_search",))  # fmt: skip
             yield StageEvent(trace[-1])
 
         query = None
@@ -127,7 +149,9 @@ class Pipeline:
             rephraser = Rephraser(self.models.get(self.spec.rephraser_role), sees_image=self.spec.rephraser_role == "vlm",
                                   max_tokens=self.opts.max_rephrase_tokens, wordnet=self.wordnet)  # fmt: skip
             summary = f"question{' + image' if rephraser.sees_image and image else ''}{' + visual facts' if facts else ''}"
-            query = step("rephrase", rephraser.model_name, summary, lambda: rephraser(question, facts, image),
+            summary += f" + {len(conversation.turns)} earlier turns" if conversation.turns else ""
+            history = conversation.history_text()
+            query = step("rephrase", rephraser.model_name, summary, lambda: rephraser(question, facts, image, history),
                          lambda q: q.text if q.retrieve else "(chit-chat: no retrieval)")  # fmt: skip
             yield StageEvent(trace[-1])
         retrieval = query.retrieve if query else True
@@ -144,7 +168,7 @@ class Pipeline:
         caption = None
         if image is not None and "caption" in stages:
             captioner = Captioner(self.models.get(self.spec.captioner_role), self.opts.max_caption_tokens)
-            caption = step("caption", captioner.model_name, "image", lambda: captioner(image), lambda c: c)
+            caption = step("caption", captioner.model_name, "image", lambda: captioner(image), lambda c: c, ("caption", captioner.model_name))
             yield StageEvent(trace[-1])
 
         image_facts = [facts.as_text(matches=False)] if facts else []
@@ -152,7 +176,7 @@ class Pipeline:
         focus = [q for q in (query_text, question) if q]
         texts = attributor.focused(self.models.text_embedder.embed_texts(focus), self.opts.max_source_chars)
         subject = shown_subject(query, passages) if query and points_at_image(question) else ""
-        return Gathered(facts, passages, caption, retrieval, texts, subject, [q for q, _ in queries], attributor)
+        return Gathered(facts, passages, caption, retrieval, texts, subject, [q for q, _ in queries], attributor, conversation.earlier_questions())
 
     def _write(self, question: str, gathered: Gathered, trace: list[TraceStep]) -> Iterator[Event]:
         """The answer, a checked sentence at a time, then the whole answer with its trace."""
@@ -204,8 +228,8 @@ class Pipeline:
         yield StageEvent(trace[-1])
         yield AnswerEvent(Answer(text, cited(text, passages), self.name, tuple(trace)))
 
-    def run(self, question: str, image: Image.Image | None = None) -> Answer:
-        for event in self.stream(question, image):
+    def run(self, question: str, image: Image.Image | None = None, history: Sequence[Turn] = ()) -> Answer:
+        for event in self.stream(question, image, history):
             if isinstance(event, AnswerEvent):
                 return event.answer
         raise AssertionError("a pipeline always ends with its answer")

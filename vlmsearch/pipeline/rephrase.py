@@ -139,12 +139,15 @@ def clean_query(text: str) -> str:
     return " ".join(line.strip().strip("\"'`").split()[:24])
 
 
-def rephrase_prompt(question: str, facts: VisualFacts | None, image: Image.Image | None, subject: str | None = None) -> list[Message]:
-    """The rephraser's chat; our VLM's rephraser fine-tune is trained on exactly this."""
+def rephrase_prompt(
+    question: str, facts: VisualFacts | None, image: Image.Image | None, subject: str | None = None, history: str = ""
+) -> list[Message]:
+    """The rephraser's chat; our VLM's rephraser fine-tune is trained on exactly this (without
+    `history`: the earlier turns of a conversation, which come first when there are some)."""
     # A small model mixes up several tag names; the single likeliest subject keeps it on track.
-    context = ""
+    context = f"Earlier in the conversation:\n{as_data(history)}\n" if history else ""
     if facts is not None:
-        context = f"The image shows: {subject or facts.subject()}."
+        context += f"The image shows: {subject or facts.subject()}."
         context += f" Text in the image: {as_data(' '.join(facts.ocr_text.split()))}.\n" if facts.ocr_text else "\n"
     images = (image,) if image is not None else ()
     return [Message("system", INSTRUCTION), Message("user", f"{context}Question: {question}\nSearch query:", images=images)]
@@ -158,17 +161,20 @@ class Rephraser:
     def model_name(self) -> str:
         return self.model.name
 
-    def prompt(self, question: str, facts: VisualFacts | None, image: Image.Image | None, named: list[str] | None = None) -> list[Message]:
+    def prompt(
+        self, question: str, facts: VisualFacts | None, image: Image.Image | None, named: list[str] | None = None, history: str = ""
+    ) -> list[Message]:
         """The chat the model answers (preference data samples other replies to the same chat).
         `named`: the question's subjects, when the caller has them already."""
         named = subjects(question, facts, self.wordnet) if named is None else named
-        return rephrase_prompt(question, facts, image if self.sees_image else None, named[0] if named else None)
+        return rephrase_prompt(question, facts, image if self.sees_image else None, named[0] if named else None, history)
 
-    def __call__(self, question: str, facts: VisualFacts | None, image: Image.Image | None) -> SearchQuery:
+    def __call__(self, question: str, facts: VisualFacts | None, image: Image.Image | None, history: str = "") -> SearchQuery:
+        """`history`: a conversation's earlier turns, as text, when the question continues them."""
         if is_chit_chat(question):
             return SearchQuery(text="", retrieve=False)
         named = subjects(question, facts, self.wordnet)
-        return self.query(question, facts, self.reply(self.prompt(question, facts, image, named)), named)
+        return self.query(question, facts, self.reply(self.prompt(question, facts, image, named, history)), named)
 
     def reply(self, prompt: list[Message], temperature: float = 0.0) -> str:
         """The model's reply to the chat; sampled above temperature 0 (preference data draws several)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from PIL import Image
+
 from vlmsearch.records import ImageHit, InfoCard, Tag
 
 
@@ -82,6 +84,7 @@ class TraceStep:
     ms: float
     input: str  # a short summary of what went in
     output: Any  # JSON-serialisable
+    cached: bool = False  # reused from an earlier turn about the same image, not run again
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +104,20 @@ class Answer:
             "pipeline": self.pipeline,
             "trace": [step.to_json() for step in self.trace],
         }
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An earlier turn of a conversation, as the client holds it: its question, the image sent with
+    it (if any), and the answer with its citations."""
+
+    question: str
+    answer: str = ""
+    citations: tuple[Citation, ...] = ()
+    image: Image.Image | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"question": self.question, "answer": self.answer, "citations": [asdict(c) for c in self.citations]}
 
 
 @dataclass(frozen=True)

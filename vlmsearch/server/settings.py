@@ -23,6 +23,8 @@ class ServerSettings(BaseModel):
     max_upload_bytes: int = 20 * 1024 * 1024
     max_upload_files: int = 100
     max_image_pixels: int = 40_000_000
+    max_turns: int = Field(default=50, ge=0)  # earlier turns a conversation may send (only the last few reach prompts)
+    max_history_chars: int = Field(default=200_000, ge=0)  # their questions, answers and cited text together
     sbs: Path | None = None  # an `eval sbs` folder to serve the judging page from, at /judge/
     uploads: Path | None = None  # where uploaded files are kept for indexing [default: beside the store]
     thumbnail_side: int = Field(default=320, ge=32, le=2048)

@@ -1,13 +1,13 @@
 """`POST /v1/chat/completions`, OpenAI-compatible: any OpenAI client (or a chat UI such as Open WebUI)
 can use vlmsearch as a model. The model name picks the pipeline (`vlmsearch-llm`, `vlmsearch-vlm`;
 `vlmsearch` for the profile's default); the last user message is the question, with its image as an
-`image_url` part (a data URL: the server fetches nothing). The answer comes back with its sources
-appended as numbered links. One question per request: earlier turns are not used."""
+`image_url` part (a data URL: the server fetches nothing). Earlier messages are the conversation: a
+follow-up ("how long do they live?") is answered about what the last answer named, and about the
+last image sent in any message. The answer comes back with its sources appended as numbered links,
+which a later request's history is read back from."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
 import uuid
@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from vlmsearch.engine import check_query
-from vlmsearch.images import decode_image
 from vlmsearch.pipeline.types import Answer, AnswerEvent, TokenEvent
+from vlmsearch.server.conversation import SOURCES_HEADING, from_messages, with_passage_texts
 from vlmsearch.server.errors import ApiError, streamed_error
 from vlmsearch.server.state import final_answer, require_key, state, stream_events
 
@@ -41,38 +41,6 @@ class ChatRequest(BaseModel):
     stream: bool = False
 
 
-def _question(request: ChatRequest, max_bytes: int, max_pixels: int):
-    users = [m for m in request.messages if m.role == "user"]
-    if not users:
-        raise ApiError(400, "no user message: send the question as the last message with role 'user'", "bad_input")
-    content = users[-1].content or ""
-    if isinstance(content, str):
-        return check_query(content), None
-    texts, image = [], None
-    for part in content:
-        if part.get("type") == "text":
-            texts.append(str(part.get("text", "")))
-        elif part.get("type") == "image_url" and image is None:
-            url = (part.get("image_url") or {}).get("url", "")
-            image = _data_url_image(url, max_bytes, max_pixels)
-    return check_query(" ".join(texts)), image
-
-
-def _data_url_image(url: str, max_bytes: int, max_pixels: int):
-    if not url.startswith("data:"):
-        raise ApiError(400, "image_url must be a data URL (data:image/png;base64,...): the server fetches no URLs", "bad_input")
-    header, _, payload = url.partition(",")
-    if ";base64" not in header:
-        raise ApiError(400, "image_url data must be base64-encoded", "bad_input")
-    if len(payload) * 3 // 4 > max_bytes:
-        raise ApiError(413, f"the image is over the limit of {max_bytes:,} bytes")
-    try:
-        data = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, "image_url holds no valid base64", "bad_input") from None
-    return decode_image(data, "image_url", max_pixels)
-
-
 def _pipeline(model: str) -> str | None:
     if model in ("vlmsearch", ""):
         return None
@@ -85,19 +53,24 @@ def sources_text(answer: Answer, base_url: str) -> str:
     if not answer.citations:
         return ""
     lines = [f"[{c.n}] [{c.source.rsplit('/', 1)[-1]}]({base_url}v1/passages/{c.id})" for c in answer.citations]
-    return "\n\nSources:\n" + "\n".join(lines)
+    return SOURCES_HEADING + "\n".join(lines)
 
 
-@router.post("/v1/chat/completions", summary="OpenAI-compatible chat: the last user message (text + image) answered by a pipeline")
+def _conversation(body: ChatRequest, app):
+    question, image, history = from_messages(body.messages, app.settings)
+    return check_query(question), image, with_passage_texts(history, app.engine.store)
+
+
+@router.post("/v1/chat/completions", summary="OpenAI-compatible chat: the last user message (text + image) answered by a pipeline, earlier messages as the conversation")
 async def chat_completions(request: Request, body: ChatRequest):
     app = state(request)
     # Off the event loop: decoding a large image takes a while, and other requests must not wait.
-    question, image = await run_in_threadpool(_question, body, app.settings.max_upload_bytes, app.settings.max_image_pixels)
+    question, image, history = await run_in_threadpool(_conversation, body, app)
     runner = app.engine.pipeline(_pipeline(body.model))
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     base_url = str(request.base_url)
     if not body.stream:
-        answer = await final_answer(request, runner.stream(question, image))
+        answer = await final_answer(request, runner.stream(question, image, history))
         return JSONResponse({
             "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
             "choices": [{"index": 0, "finish_reason": "stop",
@@ -113,7 +86,7 @@ async def chat_completions(request: Request, body: ChatRequest):
     async def chunks() -> AsyncIterator[str]:
         yield chunk({"role": "assistant", "content": ""})
         try:
-            async for event in stream_events(request, runner.stream(question, image)):
+            async for event in stream_events(request, runner.stream(question, image, history)):
                 if isinstance(event, TokenEvent):
                     yield chunk({"content": event.text})
                 elif isinstance(event, AnswerEvent):
