@@ -77,10 +77,10 @@ def indexed_store(sample_dir, tmp_path_factory, engine_factory) -> Path:
     return store
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The real installed CLI in a subprocess, as a user runs it."""
+def run_cli(*args: str, timeout: float = 300, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """The real installed CLI in a subprocess, as a user runs it (typing `stdin`, if given)."""
     return subprocess.run(
-        [sys.executable, "-m", "vlmsearch.cli", *args], capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "vlmsearch.cli", *args], capture_output=True, text=True, timeout=timeout, input=stdin,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"},
     )  # fmt: skip
 

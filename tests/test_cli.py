@@ -86,3 +86,30 @@ def test_setup_again_finds_what_it_made_and_a_missing_adapter_is_one_line(tmp_pa
     result = run_cli("--profile", str(profile), "setup")
     assert result.returncode != 0
     assert "gone.gguf" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_chat_holds_a_conversation_typed_in(indexed_store, sample_dir):
+    cat = sample_dir / "photos" / "chelsea.png"
+    typed = f"/image {cat}\nwhat kind of animal is this?\nhow long do they usually live?\n/bogus\n/new\n/quit\n"
+    result = run_cli("--store", str(indexed_store), "chat", "--pipeline", "llm", stdin=typed)
+    assert result.returncode == 0, result.stderr
+    answers = [line.removeprefix("you> ") for line in result.stdout.splitlines() if "[1]" in line and "facts.md" not in line]
+    assert "cat" in answers[0].lower() and "12 to 18" in answers[1], result.stdout
+    assert "facts.md" in result.stdout and "unknown command /bogus" in result.stderr and "a new conversation" in result.stderr
+
+
+def test_chat_json_reads_one_turn_per_line(indexed_store, sample_dir):
+    turns = [
+        {"question": "what kind of animal is this?", "image": str(sample_dir / "photos" / "chelsea.png")},
+        {"question": "how long do they usually live?"},
+        {"question": "how long do they usually live?", "new": True},  # nothing before it: nothing for "they"
+    ]
+    result = run_cli("--store", str(indexed_store), "chat", "--json", "--pipeline", "llm", stdin="\n".join(map(json.dumps, turns)) + "\n")
+    assert result.returncode == 0, result.stderr
+    first, second, alone = (json.loads(line) for line in result.stdout.splitlines())
+    assert "12 to 18" in second["answer"] and second["citations"][0]["source"].endswith("facts.md")
+    stages = {step["stage"]: step for step in second["trace"]}
+    assert stages["conversation"]["output"]["question"] == "how long do Cats usually live?" and stages["visual_search"]["cached"]
+    assert "conversation" not in {step["stage"] for step in alone["trace"]} and "visual_search" not in {s["stage"] for s in alone["trace"]}
+    bad = run_cli("--store", str(indexed_store), "chat", "--json", stdin="not json\n")
+    assert bad.returncode == 1 and "stdin line 1" in bad.stderr and "Traceback" not in bad.stderr

@@ -102,14 +102,14 @@ class Engine:
         return self.store.images_by_text(text, vector, k or search.k, where, joint, weights)
 
     def similar_images(self, image: Path | str | Image.Image, k: int | None = None, where: str | None = None) -> list[ImageHit]:
-        image = self._image(image)
+        image = self.open_image(image)
         vector = self.models.image_embedder.embed_images([image])[0]
         return self.store.images_by_vector(vector, k or self.settings.search.k, where)
 
     def tag(self, image: Path | str | Image.Image, labels: Sequence[str] | None = None, top_k: int = 5) -> list[Tag]:
         """The image's best labels: the tagger's own classes, or zero-shot over `labels` with the
         profile's joint image-text model (any labels, no training)."""
-        picture = self._image(image)
+        picture = self.open_image(image)
         if not labels:
             return self.models.tagger.tag([picture], top_k=top_k)[0]
         labels = list(dict.fromkeys(label.strip() for label in labels if label.strip()))
@@ -128,7 +128,7 @@ class Engine:
                 f"profile {self.settings.profile.name!r} has no VLM to caption with: use --profile offline (our VLM), "
                 "hf-cpu, an OpenAI-compatible VLM, or a checkpoint from `vlmsearch train vlm` as the vlm role"
             )
-        return Captioner(self.models.get("vlm"), self.settings.answer.max_caption_tokens)(self._image(image))
+        return Captioner(self.models.get("vlm"), self.settings.answer.max_caption_tokens)(self.open_image(image))
 
     def pipeline(self, name: str | None = None):
         """A named pipeline; by default the profile's, else `vlm` when the profile has a VLM, else `llm`."""
@@ -145,17 +145,18 @@ class Engine:
         """Answer a question, optionally about an image, citing indexed passages. `history`: the
         conversation's earlier turns, oldest first (their images as paths or pictures); a follow-up
         about "it" is answered about what the last answer named, and about the last image sent."""
-        return self.pipeline(pipeline).run(check_query(question), self._image(image), self._turns(history))
+        return self.pipeline(pipeline).run(check_query(question), self.open_image(image), self._turns(history))
 
     def ask_stream(self, question: str, image: Path | str | Image.Image | None = None, pipeline: str | None = None, history: Sequence[Turn] = ()):
         """Like ask(), as events: StageEvent per finished stage, DraftEvent (the unfinished sentence) and
         TokenEvent (each checked sentence) as the answer is written, then AnswerEvent."""
-        return self.pipeline(pipeline).stream(check_query(question), self._image(image), self._turns(history))
+        return self.pipeline(pipeline).stream(check_query(question), self.open_image(image), self._turns(history))
 
     def _turns(self, history: Sequence[Turn]) -> tuple[Turn, ...]:
-        return tuple(replace(turn, image=self._image(turn.image)) if turn.image is not None else turn for turn in history)
+        return tuple(replace(turn, image=self.open_image(turn.image)) if turn.image is not None else turn for turn in history)
 
-    def _image(self, image: Path | str | Image.Image | None) -> Image.Image | None:
+    def open_image(self, image: Path | str | Image.Image | None) -> Image.Image | None:
+        """A picture as the engine reads it: a path loaded within the pixel limit, a picture as is."""
         if image is None or isinstance(image, Image.Image):
             return image
         return load_image(image, self.settings.ingest.max_image_pixels)
