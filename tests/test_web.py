@@ -3,10 +3,17 @@ ask with an image and watch the answer stream in, open a citation and the trace,
 by image, compare two pipelines, index an upload."""
 
 import io
+import os
+from pathlib import Path
 
 import pytest
 from conftest import skimage_photo
 from test_judge_page import CHROMIUM_ARGS, chromium
+
+
+# Where the page's screenshots go: README's pictures are made here (VLMSEARCH_SCREENSHOTS=docs).
+SCREENSHOTS = Path(os.environ.get("VLMSEARCH_SCREENSHOTS", "out/screenshots"))
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +46,46 @@ def test_ask_with_an_image_streams_an_answer_with_citations_and_a_trace(page):
     expect(page.locator("#ask-preview")).to_be_visible()
     page.fill("#ask-question", "how long do animals like this live?")
     page.click("#ask-submit")
-    answer = page.locator("#ask-result .answer")
-    expect(answer).to_contain_text("12 to 18")
-    expect(page.locator("#ask-result .stage")).to_have_count(4)  # one chip per finished stage
-    page.locator("#ask-result .cite").first.click()
-    source = page.locator("#ask-result .sources li").first
+    turn = page.locator("#ask-thread .turn").last
+    expect(turn.locator(".answer")).to_contain_text("12 to 18")
+    expect(turn.locator(".stage")).to_have_count(4)  # one chip per finished stage
+    turn.locator(".cite").first.click()
+    source = turn.locator(".sources li").first
     expect(source).to_have_class("open")
     expect(source.locator(".text")).to_contain_text("Domestic cats")
-    page.click("#ask-result summary")
-    expect(page.locator("#ask-result .trace details")).to_have_count(4)
-    expect(page.locator("#ask-result .trace summary").first).to_contain_text("visual_search")
-    expect(page.locator("#ask-result .visual .chip").first).to_contain_text("cat")
+    turn.locator("summary").first.click()
+    expect(turn.locator(".trace details")).to_have_count(4)
+    expect(turn.locator(".trace summary").first).to_contain_text("visual_search")
+    expect(turn.locator(".visual .chip").first).to_contain_text("cat")
+
+
+def test_the_ask_tab_holds_a_conversation_that_survives_a_reload(page):
+    from playwright.sync_api import expect
+
+    page.click("#ask-new")
+    expect(page.locator("#ask-thread .turn")).to_have_count(0)
+    page.select_option("#ask-pipeline", "llm")
+    page.set_input_files("#ask-image", png("chelsea"))
+    page.fill("#ask-question", "what kind of animal is this?")
+    page.click("#ask-submit")
+    turns = page.locator("#ask-thread .turn")
+    expect(turns.nth(0).locator(".answer")).to_contain_text("cat")
+    expect(page.locator("#ask-submit")).to_be_enabled()
+    expect(page.locator("#ask-preview")).to_be_visible()  # the image stays pinned for the follow-up
+    page.fill("#ask-question", "how long do they usually live?")
+    page.click("#ask-submit")
+    expect(turns).to_have_count(2)
+    expect(turns.nth(1).locator(".answer")).to_contain_text("12 to 18")
+    expect(turns.nth(1).locator(".trace summary").first).to_contain_text("conversation")
+    expect(turns.nth(1).locator(".question img")).to_have_count(0)  # the picture went once, with turn one
+    page.reload()
+    expect(page.locator("#ask-thread .turn")).to_have_count(2)
+    expect(page.locator("#ask-thread .turn").nth(1).locator(".answer")).to_contain_text("12 to 18")
+    expect(page.locator("#ask-preview")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "page-thread.png"), full_page=True)
+    page.click("#ask-new")
+    expect(page.locator("#ask-thread .turn")).to_have_count(0)
+    assert page.evaluate("localStorage.getItem('vlmsearch-thread')") is None
 
 
 def test_search_by_text_then_by_clicking_an_image(page):
@@ -83,6 +119,13 @@ def test_compare_answers_both_pipelines_side_by_side(page):
     expect(columns.nth(1).locator("h2")).to_have_text("vlm")
     for i in range(2):
         expect(columns.nth(i).locator(".answer")).to_contain_text("[", timeout=240_000)
+    expect(page.locator("#compare-submit")).to_be_enabled(timeout=240_000)
+    # The same follow-up to both, each pipeline continuing its own answer.
+    page.fill("#compare-question", "how is it made?")
+    page.click("#compare-submit")
+    for i in range(2):
+        expect(columns.nth(i).locator(".turn")).to_have_count(2)
+        expect(columns.nth(i).locator(".turn").nth(1).locator(".answer")).to_contain_text("pressure", timeout=240_000)
     expect(page.locator("#compare-submit")).to_be_enabled(timeout=240_000)
 
 

@@ -146,12 +146,15 @@ function answerBox(box) {
   return { stages: $(".stages", box), answer: $(".answer", box), sources: $(".sources", box), visual: $(".visual", box), trace: $(".trace", box), draft };
 }
 
-async function ask({ question, pipeline, image }, box) {
+// Resolves to the answer's JSON (null when it failed); `history`: the conversation's earlier turns.
+async function ask({ question, pipeline, image, history }, box) {
   const parts = answerBox(box);
   const form = new FormData();
   form.append("question", question);
   if (pipeline) form.append("pipeline", pipeline);
   if (image) form.append("image", image, image.name || "image.png");
+  if (history && history.length) form.append("history", JSON.stringify(history));
+  let result = null;
   const waiting = el("span", { className: "stage waiting", textContent: "working…" });
   parts.stages.append(waiting);
   let text = "";
@@ -182,6 +185,7 @@ async function ask({ question, pipeline, image }, box) {
           parts.draft.textContent = data.text;
           if (!parts.draft.isConnected) parts.answer.append(parts.draft);
         } else if (event === "answer") {
+          result = data;
           renderSources(parts.sources, data.citations);
           renderAnswerText(parts.answer, data.answer, parts.sources);
         } else if (event === "error") {
@@ -194,42 +198,115 @@ async function ask({ question, pipeline, image }, box) {
   } finally {
     waiting.remove();
   }
+  return result;
 }
 
+// --- conversations: the client holds the turns and sends them with each question ------------------
+const fileURL = (file) => new Promise((resolve, reject) => {
+  const reader = new FileReader();
+  reader.onload = () => resolve(reader.result);
+  reader.onerror = () => reject(reader.error);
+  reader.readAsDataURL(file);
+});
+const lastImage = (turns) => [...turns].reverse().find((t) => t.image)?.image || null;
+
+// A turn of a thread: the question (with the image it sent, small), then its answer box.
+function turnBox(thread, question, image) {
+  const box = el("div");
+  const asked = el("p", { className: "question" }, image ? el("img", { src: image, alt: "image sent" }) : null, question);
+  thread.append(el("article", { className: "turn result" }, asked, box));
+  return box;
+}
+
+// The next question of a conversation: the picked image goes with it when it is new (the server
+// then starts a new subject); otherwise the earlier turns carry the picture they sent.
+async function askInThread(turns, { question, pipeline, file, thread }) {
+  const picked = file ? await fileURL(file) : null;
+  const image = picked && picked !== lastImage(turns) ? picked : null;
+  const box = turnBox(thread, question, image);
+  box.scrollIntoView({ block: "nearest" });
+  const answer = await ask({ question, pipeline, image: image ? file : null, history: turns }, box);
+  if (answer) turns.push({ question, answer: answer.answer, citations: answer.citations, image });
+  return answer;
+}
+
+// The Ask tab is one conversation, kept in the browser so that it survives a reload.
+const THREAD_KEY = "vlmsearch-thread";
 let askImage = null;
+let askTurns = [];
+function saveThread() {
+  try { localStorage.setItem(THREAD_KEY, JSON.stringify(askTurns)); }
+  catch (_) {  // over the browser's quota (a large picture): keep the words, drop the pictures
+    localStorage.setItem(THREAD_KEY, JSON.stringify(askTurns.map((t) => ({ ...t, image: null }))));
+  }
+}
+function renderStoredTurn(turn) {
+  const parts = answerBox(turnBox($("#ask-thread"), turn.question, turn.image));
+  renderSources(parts.sources, turn.citations);
+  renderAnswerText(parts.answer, turn.answer, parts.sources);
+}
 function setAskImage(file) { askImage = file; preview($("#ask-preview"), $("#ask-drop-text"), file); }
+function newConversation() {
+  askTurns = [];
+  localStorage.removeItem(THREAD_KEY);
+  $("#ask-thread").replaceChildren();
+  setAskImage(null);
+  $("#ask-image").value = "";
+  $("#ask-question").placeholder = "Ask about the image or your documents…";
+}
 dropZone($("#ask-drop"), $("#ask-image"), (files) => setAskImage(files[0]));
 $("#ask-clear").addEventListener("click", () => { setAskImage(null); $("#ask-image").value = ""; });
+$("#ask-new").addEventListener("click", newConversation);
 $("#ask-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const question = $("#ask-question").value.trim();
   if (!question) return;
-  const box = $("#ask-result");
-  box.hidden = false;
   $("#ask-submit").disabled = true;
-  try { await ask({ question, pipeline: $("#ask-pipeline").value, image: askImage }, box); } finally { $("#ask-submit").disabled = false; }
+  try {
+    const answer = await askInThread(askTurns, { question, pipeline: $("#ask-pipeline").value, file: askImage, thread: $("#ask-thread") });
+    if (answer) {
+      saveThread();
+      $("#ask-question").value = "";
+      $("#ask-question").placeholder = "Ask a follow-up… (New conversation starts over)";
+    }
+  } finally { $("#ask-submit").disabled = false; }
 });
 $("#ask-question").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("#ask-form").requestSubmit(); } });
+(async () => {  // the conversation as it was before the reload, its image pinned again
+  try { askTurns = JSON.parse(localStorage.getItem(THREAD_KEY) || "[]"); } catch (_) { askTurns = []; }
+  askTurns.forEach(renderStoredTurn);
+  const image = lastImage(askTurns);
+  if (image) {
+    const blob = await (await fetch(image)).blob();
+    setAskImage(new File([blob], "image", { type: blob.type }));
+  }
+  if (askTurns.length) $("#ask-question").placeholder = "Ask a follow-up… (New conversation starts over)";
+})();
 
-// --- compare: every pipeline on the same question, side by side ----------------------------------
+// --- compare: every pipeline on the same question, side by side, each in its own conversation ----
 let pipelines = [];
 let compareImage = null;
+let compareTurns = {};  // pipeline -> its turns: each pipeline's follow-ups continue its own answers
 function setCompareImage(file) { compareImage = file; preview($("#compare-preview"), $("#compare-drop-text"), file); }
 dropZone($("#compare-drop"), $("#compare-image"), (files) => setCompareImage(files[0]));
+$("#compare-new").addEventListener("click", () => { compareTurns = {}; $("#compare-results").replaceChildren(); setCompareImage(null); });
 $("#compare-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const question = $("#compare-question").value.trim();
   if (!question) return;
   const columns = $("#compare-results");
-  columns.replaceChildren();
   $("#compare-submit").disabled = true;
   const runs = pipelines.map((name) => {
-    const box = el("div");
-    columns.append(el("div", {}, el("h2", { textContent: name }), box));
-    box.parentElement.dataset.pipeline = name;
-    return ask({ question, pipeline: name, image: compareImage }, box);
+    let column = columns.querySelector(`[data-pipeline="${name}"]`);
+    if (!column) {
+      column = el("div", {}, el("h2", { textContent: name }), el("div", { className: "thread" }));
+      column.dataset.pipeline = name;
+      columns.append(column);
+    }
+    compareTurns[name] = compareTurns[name] || [];
+    return askInThread(compareTurns[name], { question, pipeline: name, file: compareImage, thread: $(".thread", column) });
   });
-  try { await Promise.all(runs); } finally { $("#compare-submit").disabled = false; }
+  try { await Promise.all(runs); $("#compare-question").value = ""; } finally { $("#compare-submit").disabled = false; }
 });
 
 // --- search -------------------------------------------------------------------------------------
