@@ -30,7 +30,7 @@ reliability: setup
 	$(BIN)/python -m benchmarks.injection
 	$(BIN)/python -m benchmarks.siege
 
-# The held-out evaluation: build the buckets, answer the test split with both pipelines, judge them
+# The held-out evaluation: build the buckets, answer the test split (and its conversations) with both pipelines, judge them
 # side by side (reference judge and the offline chat model), write out/eval/.../report.html.
 # EVAL_LIMIT=N answers only the first N items, for a quick look.
 EVAL_LIMIT := 0
@@ -38,6 +38,7 @@ EVAL_BUCKET := out/bucket/test/bucket.jsonl
 eval: setup
 	$(BIN)/vlmsearch eval make-bucket --out out/bucket
 	$(BIN)/vlmsearch eval answers --bucket $(EVAL_BUCKET) --pipeline llm --pipeline vlm --limit $(EVAL_LIMIT) --out out/eval
+	$(BIN)/vlmsearch eval answers --bucket out/bucket/test/conversations.jsonl --pipeline llm --pipeline vlm --limit $(EVAL_LIMIT) --out out/eval-conversations
 	$(BIN)/vlmsearch eval sbs --bucket $(EVAL_BUCKET) --a vlm --b llm --judge reference --limit $(EVAL_LIMIT) --out out/eval
 	$(BIN)/vlmsearch eval sbs --bucket $(EVAL_BUCKET) --a vlm --b llm --judge offline --limit $(EVAL_LIMIT) --out out/eval
 

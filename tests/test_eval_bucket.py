@@ -110,3 +110,23 @@ def test_subjects_follow_the_folder_topic():
     assert subject_of(Pair(Path("x.png"), ("arrow right red",), "a", "buttons, computer"), wordnet) is None  # no supported sense
     penguin = subject_of(Pair(Path("x.png"), ("emperor penguin",), "p", "birds, animals"), wordnet)
     assert penguin.name == "emperor penguin" and penguin.kind == "bird" and penguin.cluster == "animals"
+
+
+def test_conversations_ask_follow_ups_about_it_with_each_fact_in_one_document(built):
+    settings, bucket = built
+    conversations = load_bucket(bucket.path.parent / "conversations.jsonl")
+    documents = {p.name: p.read_text() for p in bucket.default_docs.glob("*.md")}
+    kinds = {item.type for item in conversations.items}
+    assert {"turn 1", "follow-up", "follow-up, alone", "topic switch", "topic switch, alone"} <= kinds
+    by_id = {item.id: item for item in conversations.items}
+    for item in conversations.items:
+        if item.answerable:
+            assert [n for n, text in documents.items() if re.search(item.expect, text)] == [item.source], item.id
+        if item.type == "turn 1" or item.type == "topic switch":
+            assert item.image and item.conversation
+        if item.type == "follow-up":
+            assert item.image is None and re.search(r"\bit\b", item.question), item.question
+            alone = by_id[f"{item.id} alone"]
+            assert alone.image and alone.conversation is None and " the " in alone.question and alone.expect == item.expect
+    again = build_buckets(BucketSettings(images=OPENCLIPART, out=settings.out.parent / "again", splits=("test",), max_items=ITEMS), WordNet())
+    assert (again["test"].parent / "conversations.jsonl").read_text() == conversations.path.read_text()

@@ -69,6 +69,22 @@ def test_answers_are_scored_cached_and_judged(bucket, profile, tmp_path, llama_s
     assert len(pairs) == 3 and json.loads(pairs[0])["a"]["pipeline"] == "llm"
 
 
+def test_conversations_are_answered_turn_by_turn_against_the_same_facts_asked_alone(bucket, tmp_path):
+    conversations = bucket.parent / "conversations.jsonl"
+    first = json.loads(conversations.read_text().splitlines()[0])
+    limit = 2 * len(first["turns"]) - 1  # its turns, then each later turn asked alone
+    result = run_cli("eval", "answers", "--bucket", str(conversations), "--pipeline", "llm", "--limit", str(limit), "--out", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)["pipelines"]["llm"]
+    assert summary["n"] == limit and summary["conversation"]["turn 1"]["n"] == 1
+    later = [kind for kind in ("follow-up", "topic switch") if kind in summary["conversation"]]
+    assert later and all(0 <= (summary["conversation"][k]["ratio"] or 0) for k in later)
+    records = [json.loads(line) for line in (tmp_path / "answers" / "offline" / "llm.jsonl").read_text().splitlines()]
+    follow_up = next(r for r in records if r["item"].endswith("#2"))
+    assert follow_up["trace"][0]["stage"] == "conversation"  # asked after the pipeline's own answer to turn 1
+    assert not any(step["stage"] == "conversation" for r in records if r["item"].endswith(" alone") for step in r["trace"])
+
+
 def test_bad_requests_get_one_clear_line(bucket, tmp_path):
     unknown = run_cli("eval", "answers", "--bucket", str(bucket), "--pipeline", "nope", "--out", str(tmp_path), "--limit", "1")
     assert unknown.returncode == 1 and "unknown pipeline 'nope'" in unknown.stderr and "Traceback" not in unknown.stderr

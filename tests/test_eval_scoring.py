@@ -195,3 +195,31 @@ def test_bucket_loader_names_the_bad_line(tmp_path):
     path.write_text('{"question": "q"}\n\n{"question": "r"}\n')
     assert [i.id for i in load_bucket(path).items] == ["0001", "0003"]
     assert isinstance(load_bucket(path), Bucket)
+
+
+def test_a_conversation_is_scored_against_the_same_facts_asked_alone(tmp_path):
+    from vlmsearch.eval.bucket.items import load_bucket
+    from vlmsearch.eval.scoring import Scored, score, summarize
+
+    turns = [
+        {"question": "What is this bird called?", "image": "a.png", "expect": "penguin", "source": "penguin.md"},
+        {"question": "What is it a type of?", "expect": "seabird", "source": "penguin.md", "standalone": "What is the penguin a type of?"},
+        {"question": "What is this fruit called?", "image": "b.png", "expect": "banana", "source": "banana.md"},
+    ]
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"")
+    path = tmp_path / "conversations.jsonl"
+    path.write_text(json.dumps({"id": "c1", "turns": turns}) + "\n" + json.dumps({"id": "c2", "turns": turns[:2]}) + "\n")
+    items = {item.id: item for item in load_bucket(path).items}
+    assert list(items) == ["c1#1", "c1#2", "c1#3", "c1#2 alone", "c1#3 alone", "c2#1", "c2#2", "c2#2 alone"]
+    assert [items[i].type for i in ("c1#1", "c1#2", "c1#3")] == ["turn 1", "follow-up", "topic switch"]
+    assert items["c1#2 alone"].image == "a.png" and items["c1#2 alone"].question == "What is the penguin a type of?"
+    assert items["c1#3 alone"].question == "What is this fruit called?" and items["c1#3 alone"].image == "b.png"
+    answers = {"c1#1": "It is a penguin.", "c1#2": "A seabird.", "c1#3": "A banana.", "c1#2 alone": "A seabird.", "c1#3 alone": "A banana.",
+               "c2#1": "It is a puffin.", "c2#2": "A puffin is a kind of auk.", "c2#2 alone": "A seabird."}  # fmt: skip
+    rows = [Scored(item, score(item, answers[i], [item.source or ""]), 10.0) for i, item in items.items()]
+    conversation = summarize(rows)["conversation"]
+    assert conversation["follow-up"]["turns"]["accuracy"] == 0.5 and conversation["follow-up"]["alone"]["accuracy"] == 1.0
+    assert conversation["follow-up"]["ratio"] == 0.5 and conversation["turn 1"]["accuracy"] == 0.5
+    assert conversation["follow-up after a right turn 1"]["ratio"] == 1.0  # c2 misnamed the bird in turn 1
+    assert conversation["topic switch"]["ratio"] == 1.0

@@ -78,6 +78,8 @@ def test_the_ask_tab_holds_a_conversation_that_survives_a_reload(page):
     expect(turns.nth(1).locator(".answer")).to_contain_text("12 to 18")
     expect(turns.nth(1).locator(".trace summary").first).to_contain_text("conversation")
     expect(turns.nth(1).locator(".question img")).to_have_count(0)  # the picture went once, with turn one
+    # the thread is stored once the answer event has been read, a moment after its words show
+    page.wait_for_function("JSON.parse(localStorage.getItem('vlmsearch-thread') || '[]').length === 2")
     page.reload()
     expect(page.locator("#ask-thread .turn")).to_have_count(2)
     expect(page.locator("#ask-thread .turn").nth(1).locator(".answer")).to_contain_text("12 to 18")

@@ -94,6 +94,7 @@ def eval_make_bucket(
     split: Annotated[list[str] | None, typer.Option(help="test (held out: report on it), dev (tune on it), train; repeat")] = None,
     seed: Annotated[int, typer.Option(help="The same seed and images give the same bucket")] = 0,
     max_items: Annotated[int, typer.Option(min=0, help="At most this many items per split (0: all)")] = 0,
+    conversations: Annotated[int, typer.Option(min=0, help="At most this many conversations per split (conversations.jsonl)")] = 40,
 ) -> None:
     """Build evaluation buckets where the image matters: questions, images and the documents that answer them."""
     from vlmsearch.eval.bucket.build import BucketSettings, build_buckets
@@ -101,7 +102,8 @@ def eval_make_bucket(
 
     if not DEFAULT_DATA_NOUN.is_file():
         fail(VlmsearchError("the bucket's facts come from WordNet: apt-get install wordnet-base (make setup does it)"))
-    settings = BucketSettings(images=images, out=out_dir, splits=tuple(split or ("dev", "test")), seed=seed, max_items=max_items)
+    settings = BucketSettings(images=images, out=out_dir, splits=tuple(split or ("dev", "test")), seed=seed, max_items=max_items,
+                              conversations=conversations)
     try:
         with progress_bar() as progress:
             written = build_buckets(settings, WordNet(), progress)
@@ -143,7 +145,28 @@ def eval_answers(
           f"{s['false_abstentions']}/{s['answerable']}", f"{s['right_abstentions']}/{s['unanswerable']}",
           f"{s['p50_ms']:,.0f}" if s["p50_ms"] is not None else "-") for name, s in result["pipelines"].items()),
     )  # fmt: skip
+    conversations = {name: s["conversation"] for name, s in result["pipelines"].items() if s.get("conversation")}
+    if conversations:
+        _print_conversation_table(conversations)
     out.print(f"answers cached in {out_dir}/answers/")
+
+
+def _print_conversation_table(conversations: dict[str, dict]) -> None:
+    """Later turns against the same facts asked alone: the history loss."""
+
+    def cell(group: dict | None) -> str:
+        return f"{group['accuracy']:.3f} {_ci(group['ci95'])} (n={group['n']})" if group and group["n"] else "-"
+
+    rows = []
+    for name, kinds in conversations.items():
+        rows.append((name, "turn 1", cell(kinds.get("turn 1")), "-", "-", f"{kinds['turn 1']['p50_ms'] or 0:,.0f}" if "turn 1" in kinds else "-"))
+        for kind in ("follow-up", "follow-up after a right turn 1", "topic switch", "topic switch after a right turn 1"):
+            if kind in kinds:
+                k = kinds[kind]
+                ratio = f"{k['ratio']:.2f}" if k["ratio"] is not None else "-"
+                rows.append((name, kind, cell(k["turns"]), cell(k["alone"]), ratio, f"{k['turns']['p50_ms'] or 0:,.0f}"))
+    _print_table("conversations: each later turn against the same fact asked alone",
+                 ("pipeline", "turns", "accuracy in the conversation", "asked alone", "ratio", "p50 ms"), rows)  # fmt: skip
 
 
 @eval_app.command("signs")

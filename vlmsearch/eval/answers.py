@@ -2,7 +2,9 @@
 
 Answers are appended to <out>/answers/<profile>/<pipeline>.jsonl one item at a time, so a killed
 run resumes where it stopped. An entry is reused only while its key matches: the item, the image's
-bytes and the documents' contents; anything else changed asks again (`fresh` forces it).
+bytes and the documents' contents (and, for a conversation's turn, the turns before it); anything
+else changed asks again (`fresh` forces it). A conversation's turn is asked after the pipeline's own
+answers to the turns before it, as a user would have them.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def collect_answers(
     load and documents are indexed only when some answer is missing."""
     cache = AnswerCache(out, settings.profile.name)
     fingerprint = docs_fingerprint(docs) if docs.is_dir() else ""
-    keys = {item.id: item_key(bucket, item, fingerprint) for item in bucket.items}
+    keys = _keys(bucket, fingerprint)
     found = {name: {} if fresh else cache.load(name) for name in pipelines}
     todo = {name: [i for i in bucket.items if i.id not in found[name] or found[name][i.id].key != keys[i.id]] for name in pipelines}
     if any(todo.values()):
@@ -120,17 +122,44 @@ def collect_answers(
                 done = len(bucket.items) - len(todo[name])
                 task = progress.add_task(f"answering ({name})", total=len(bucket.items), completed=done) if progress else None
                 for item in todo[name]:
-                    found[name][item.id] = _ask(engine, bucket, item, name, keys[item.id])
+                    history = _history(bucket, item, found[name])
+                    found[name][item.id] = _ask(engine, bucket, item, name, keys[item.id], history)
                     cache.append(found[name][item.id])
                     if progress:
                         progress.advance(task)
     return {name: [found[name][item.id] for item in bucket.items] for name in pipelines}
 
 
-def _ask(engine, bucket: Bucket, item: BucketItem, pipeline: str, key: str) -> AnswerRecord:
+def _keys(bucket: Bucket, fingerprint: str) -> dict[str, str]:
+    """Item id -> cache key; a conversation's turn also depends on every turn before it."""
+    keys, chain = {}, {}
+    for item in bucket.items:
+        own = item_key(bucket, item, fingerprint)
+        if item.conversation:
+            own = chain[item.conversation] = hashlib.sha256(f"{chain.get(item.conversation, '')}{own}".encode()).hexdigest()[:16]
+        keys[item.id] = own
+    return keys
+
+
+def _history(bucket: Bucket, item: BucketItem, answered: dict[str, AnswerRecord]) -> list:
+    """The turns before this one, with the answers this pipeline gave them."""
+    from vlmsearch.pipeline.types import Citation, Turn
+
+    if not item.conversation or item.turn <= 1:
+        return []
+    earlier = [i for i in bucket.items if i.conversation == item.conversation and i.turn < item.turn]
+    turns = []
+    for before in sorted(earlier, key=lambda i: i.turn):
+        record = answered.get(before.id)
+        citations = tuple(Citation(c["n"], c["source"], c.get("text", "")) for c in record.citations) if record else ()
+        turns.append(Turn(before.question, record.answer if record else "", citations, bucket.image_path(before)))
+    return turns
+
+
+def _ask(engine, bucket: Bucket, item: BucketItem, pipeline: str, key: str, history: Sequence = ()) -> AnswerRecord:
     start = time.perf_counter()
     try:
-        answer = engine.ask(item.question, bucket.image_path(item), pipeline)
+        answer = engine.ask(item.question, bucket.image_path(item), pipeline, history)
     except VlmsearchError as exc:  # one broken item is a wrong answer, not a stopped run
         return AnswerRecord(item.id, pipeline, key, "", ms=None, error=str(exc))
     ms = round(1000 * (time.perf_counter() - start), 1)

@@ -72,7 +72,41 @@ class Scored:
 
 def _accuracy(rows: Sequence[Scored]) -> dict:
     rights = [float(r.score.right) for r in rows]
-    return {"n": len(rows), "accuracy": round(sum(rights) / len(rows), 4) if rows else None, "ci95": list(bootstrap_ci(rights))}
+    times = [r.ms for r in rows if r.ms is not None]
+    return {
+        "n": len(rows),
+        "accuracy": round(sum(rights) / len(rows), 4) if rows else None,
+        "ci95": list(bootstrap_ci(rights)),
+        "p50_ms": round(statistics.median(times), 1) if times else None,
+    }
+
+
+def conversation_summary(rows: Sequence[Scored]) -> dict | None:
+    """What holding a conversation costs: each kind of later turn against the same facts asked
+    alone (subject named, image given), `ratio` their accuracies' quotient; and the same for the
+    later turns of conversations whose first turn was right ("after a right turn 1"), which leaves
+    out what misnaming the picture in turn 1 costs every turn after it. None without conversations."""
+    by_id = {r.item.id: r for r in rows}
+    first_right = {r.item.conversation for r in rows if r.item.turn == 1 and r.score.right}
+    out = {}
+    for kind in ("follow-up", "topic switch"):
+        turns = [r for r in rows if r.item.type == kind and f"{r.item.id} alone" in by_id]
+        if not turns:
+            continue
+        kept = [r for r in turns if r.item.conversation in first_right]
+        out[kind] = _versus(turns, [by_id[f"{r.item.id} alone"] for r in turns])
+        if kept:
+            out[f"{kind} after a right turn 1"] = _versus(kept, [by_id[f"{r.item.id} alone"] for r in kept])
+    firsts = [r for r in rows if r.item.turn == 1]
+    if firsts:
+        out["turn 1"] = _accuracy(firsts)
+    return out or None
+
+
+def _versus(turns: Sequence[Scored], alone: Sequence[Scored]) -> dict:
+    mine, theirs = _accuracy(turns), _accuracy(alone)
+    ratio = round(mine["accuracy"] / theirs["accuracy"], 3) if theirs["accuracy"] else None
+    return {"turns": mine, "alone": theirs, "ratio": ratio}
 
 
 def summarize(rows: Sequence[Scored]) -> dict:
@@ -102,4 +136,5 @@ def summarize(rows: Sequence[Scored]) -> dict:
         "per_cluster": by["cluster"],
         "per_type": by["type"],
         "p50_ms": round(statistics.median(times), 1) if times else None,
+        "conversation": conversation_summary(rows),
     }

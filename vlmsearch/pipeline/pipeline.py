@@ -108,8 +108,10 @@ class Pipeline:
         conversation = Conversation.resolve(question, image, history, self.opts.conversation_turns)
         asked = conversation.standalone(question, self.wordnet)
         if history:
-            trace.append(TraceStep("conversation", "-", 0.0, f"{len(history)} earlier turns, {len(conversation.turns)} continued",
-                                   {"question": asked, "subject": conversation.subject, "image": "kept" if image is None and conversation.image else "sent" if image else "none"}))  # fmt: skip
+            kept = "sent" if image is not None else "kept" if conversation.image is not None else "none"
+            resolved = {"question": asked, "subject": conversation.subject, "image": kept}
+            summary = f"{len(history)} earlier turns, {len(conversation.turns)} continued"
+            trace.append(TraceStep("conversation", "-", 0.0, summary, resolved))
             yield StageEvent(trace[-1])
         gathered = yield from self._gather(asked, conversation.image, trace, conversation)
         yield from self._write(asked, gathered, trace)

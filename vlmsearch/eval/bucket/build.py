@@ -11,6 +11,11 @@ we tune on; `train` feeds training data. Per split:
 - unanswerable (~20%): a subject whose document is withheld, or a question no document answers
   (weight, price, dates); the right answer says the documents do not say.
 
+Beside the bucket, `conversations.jsonl` holds 2-3-turn conversations over the same documents
+(items.py): turn 1 points at a drawing by its kind, turn 2 asks another fact about "it", turn 3
+asks a third (now and then one no document answers) or switches to a new drawing; each later turn
+carries the same question with the subject named, to be asked alone.
+
 Documents: one per subject, plus distractors (a sibling in WordNet for each: the penguin's document
 sits beside other seabirds'). Every answerable item's `expect` matches exactly one document, its
 source; a withheld subject is named in none.
@@ -30,9 +35,10 @@ from PIL import Image
 from vlmsearch.errors import BadInputError
 from vlmsearch.eval.bucket.canvas import compose, drawing, sign
 from vlmsearch.eval.bucket.documents import document
-from vlmsearch.eval.bucket.items import BucketItem, write_bucket
+from vlmsearch.eval.bucket.items import BucketItem, ConversationItem, TurnItem, write_bucket
 from vlmsearch.eval.bucket.questions import (
     NOT_IN_DOCUMENTS,
+    POINTERS,
     Question,
     names_regex,
     questions,
@@ -54,6 +60,7 @@ class BucketSettings:
     splits: tuple[str, ...] = ("dev", "test")
     seed: int = 0
     max_items: int = 0  # 0: every item the split's drawings allow
+    conversations: int = 40  # at most, per split
     max_image_pixels: int = 64_000_000
 
 
@@ -184,8 +191,70 @@ class _SplitBuilder:
         for stale in sorted((folder / "images").glob("*.png"))[len(items) :]:
             stale.unlink()
         write_bucket(folder / "bucket.jsonl", items)
-        (folder / "build.json").write_text(json.dumps(self._manifest(items), indent=2) + "\n")
+        conversations = self._conversations(folder)
+        write_bucket(folder / "conversations.jsonl", conversations)
+        manifest = {**self._manifest(items), "conversations": len(conversations), "conversation_turns": sum(len(c.turns) for c in conversations)}
+        (folder / "build.json").write_text(json.dumps(manifest, indent=2) + "\n")
         return folder / "bucket.jsonl"
+
+    # --- conversations ---
+
+    def _conversations(self, folder: Path) -> list[ConversationItem]:
+        """Conversations over the split's described subjects, with their own random stream: the
+        bucket's items are the same with or without them."""
+        rng = random.Random(f"{self.settings.seed}-{self.split}-conversations")
+        (folder / "images" / "conversations").mkdir(parents=True, exist_ok=True)
+        for old in (folder / "images" / "conversations").glob("*.png"):
+            old.unlink()
+        answerable = [d for d in self.drawn if d not in self.withheld]
+        out: list[ConversationItem] = []
+        for d in answerable:
+            if len(out) == self.settings.conversations:
+                break
+            facts = self._facts(d.subject, rng)
+            first = next((q for q in facts if q.fact == "name"), facts[0] if facts else None)  # what is it, first
+            later = [q for q in facts if q is not first and q.fact != "name"]
+            if first is None or not later:
+                continue
+            number = len(out) + 1
+            turns = [self._turn(first, d, folder, f"{number:04d}-1", rng), self._follow_up(later[0], d.subject)]
+            choice = rng.random()
+            if choice < 0.2 and not re.search(r"\d", self.documents[d.subject.slug]):
+                asked = unanswerable(d.subject, "single", rng)
+                turns.append(self._follow_up(asked, d.subject))
+            elif choice < 0.6 and len(later) > 1:
+                turns.append(self._follow_up(later[1], d.subject))
+            else:  # a new drawing: a new subject
+                other = rng.choice([o for o in answerable if o.subject.kind != d.subject.kind] or [d])
+                switch = next(iter(self._facts(other.subject, rng)), None)
+                if switch and other is not d:
+                    turns.append(self._turn(switch, other, folder, f"{number:04d}-3", rng))
+            out.append(ConversationItem(id=f"{self.split}-conv-{number:04d}", cluster=d.subject.cluster, turns=tuple(turns)))
+        return out
+
+    def _facts(self, subject: Subject, rng: random.Random) -> list[Question]:
+        """Every question about the subject (of a single drawing) whose answer only its document holds, one per fact."""
+        own = self.documents[subject.slug]
+        others = [text for slug, text in self.documents.items() if slug != subject.slug]
+        found: dict[str, Question] = {}
+        for question in questions(subject, "single", rng, others):
+            if question.fact not in found and re.search(question.expect, own) and not any(re.search(question.expect, t) for t in others):
+                found[question.fact] = question
+        return list(found.values())
+
+    def _turn(self, question: Question, d: _Drawn, folder: Path, name: str, rng: random.Random) -> TurnItem:
+        """A turn that sends a drawing and points at it by its kind."""
+        image = f"images/conversations/{name}.png"
+        _Picture((d.pair.image,), (), False, self.settings.max_image_pixels, rng.randrange(2**31))().save(folder / image)
+        source = f"{d.subject.slug}.md" if question.expect else None
+        return TurnItem(question=question.text, image=image, reference=question.reference, expect=question.expect, source=source)
+
+    def _follow_up(self, question: Question, subject: Subject) -> TurnItem:
+        """The question about "it" (the subject the conversation is on), and the same asked with its name."""
+        pointer = POINTERS["single"].format(kind=subject.kind)
+        source = f"{subject.slug}.md" if question.expect else None
+        return TurnItem(question=question.text.replace(pointer, "it"), reference=question.reference, expect=question.expect,
+                        source=source, standalone=question.text.replace(pointer, f"the {subject.name}"))  # fmt: skip
 
     def _manifest(self, items: list[BucketItem]) -> dict:
         counts: dict[str, int] = {}
