@@ -30,17 +30,25 @@ reliability: setup
 	$(BIN)/python -m benchmarks.injection
 	$(BIN)/python -m benchmarks.siege
 
-# The held-out evaluation: build the buckets, answer the test split (and its conversations) with both pipelines, judge them
-# side by side (reference judge and the offline chat model), write out/eval/.../report.html.
+# The held-out evaluation on two distributions: the template bucket (built from WordNet) and the hand-written set
+# (eval/natural: natural questions over prose documents). Answers each test split with both pipelines and with the plain
+# Qwen as generator (llm-plain), the template bucket's conversations too, and judges vlm against llm and the default
+# generator against the plain one side by side (reference judge; the offline chat model on the template bucket).
 # EVAL_LIMIT=N answers only the first N items, for a quick look.
 EVAL_LIMIT := 0
 EVAL_BUCKET := out/bucket/test/bucket.jsonl
+EVAL_WRITTEN := out/written/test/bucket.jsonl
 eval: setup
 	$(BIN)/vlmsearch eval make-bucket --out out/bucket
-	$(BIN)/vlmsearch eval answers --bucket $(EVAL_BUCKET) --pipeline llm --pipeline vlm --limit $(EVAL_LIMIT) --out out/eval
+	$(BIN)/vlmsearch eval answers --bucket $(EVAL_BUCKET) --pipeline llm --pipeline llm-plain --pipeline vlm --limit $(EVAL_LIMIT) --out out/eval
 	$(BIN)/vlmsearch eval answers --bucket out/bucket/test/conversations.jsonl --pipeline llm --pipeline vlm --limit $(EVAL_LIMIT) --out out/eval-conversations
 	$(BIN)/vlmsearch eval sbs --bucket $(EVAL_BUCKET) --a vlm --b llm --judge reference --limit $(EVAL_LIMIT) --out out/eval
 	$(BIN)/vlmsearch eval sbs --bucket $(EVAL_BUCKET) --a vlm --b llm --judge offline --limit $(EVAL_LIMIT) --out out/eval
+	$(BIN)/vlmsearch eval sbs --bucket $(EVAL_BUCKET) --a llm --b llm-plain --judge reference --limit $(EVAL_LIMIT) --out out/eval
+	$(BIN)/vlmsearch eval make-written --out out/written
+	$(BIN)/vlmsearch eval answers --bucket $(EVAL_WRITTEN) --pipeline llm --pipeline llm-plain --pipeline vlm --limit $(EVAL_LIMIT) --out out/eval-written
+	$(BIN)/vlmsearch eval sbs --bucket $(EVAL_WRITTEN) --a llm --b llm-plain --judge reference --limit $(EVAL_LIMIT) --out out/eval-written
+	$(BIN)/vlmsearch eval sbs --bucket $(EVAL_WRITTEN) --a vlm --b llm --judge reference --limit $(EVAL_LIMIT) --out out/eval-written
 
 # Reproduces the joint image-text heads shipped in the package (bit for bit on the same machine;
 # ~17 min cold on 2 cores, most of it the tower features of 4 augmented views, then cached).

@@ -70,6 +70,23 @@ def test_pipeline_summary_counts_abstentions_and_groups():
     assert 0 <= low <= s["accuracy"] <= high <= 1
 
 
+def test_summary_counts_declines_beside_the_answer_and_numbers_from_another_subject():
+    """A decline with the answering passage in the prompt is the generator's failure; a number from
+    a sibling's document ("It lives 10 to 12 years [1]." citing dogs.md) is an invented fact."""
+    assert score(LIFESPAN, "It lives 10 to 12 years [1].", ["dogs.md"]).other_number
+    assert not score(LIFESPAN, "It lives 12 to 18 years [1].", ["cats.md"]).other_number
+    assert not score(LIFESPAN, "Cats purr [1].", ["dogs.md"]).other_number  # no number: a wrong answer, not this one
+    rows = [
+        Scored(PENGUIN, score(PENGUIN, "The sources do not say.", []), 900.0, ("penguin.md", "albatross.md")),
+        Scored(LIFESPAN, score(LIFESPAN, "The sources do not say.", []), 900.0, ("dogs.md",)),
+        Scored(LIFESPAN.model_copy(update={"id": "c2"}), score(LIFESPAN, "It lives 10 to 12 years [1].", ["dogs.md"]), 900.0, ("dogs.md",)),
+    ]
+    s = summarize_answers(rows)
+    assert (s["false_abstentions"], s["answerable_with_source_shown"], s["false_abstentions_with_source_shown"]) == (2, 1, 1)
+    assert s["other_subject_numbers"] == 1
+    assert set(s["per_form"]) == {"(none)"}
+
+
 def test_bootstrap_interval_is_reproducible_and_sane():
     values = [1.0] * 30 + [0.0] * 10
     low, high = bootstrap_ci(values)

@@ -30,6 +30,8 @@ CAT = VisualFacts((Tag("Egyptian cat", 0.4, "n02124075"),), "", InfoCard("Egypti
 
 def test_clean_query_keeps_one_plain_line():
     assert clean_query('Search query: "golden retriever lifespan"\nExplanation: ...') == "golden retriever lifespan"
+    # A looping rephraser stops at the sentence that comes again.
+    assert clean_query("How can I tell if it's ripe? How can I tell if it's ripe? How can I") == "How can I tell if it's ripe?"
     assert clean_query("\n\n  ") == ""
 
 
@@ -122,6 +124,20 @@ def test_attribution_follows_numbers_and_leaves_unsupported_claims_unmarked():
     assert attributor.mark("The cat weighs about 4 kilograms.") == Marked("The cat weighs about 4 kilograms.", False)  # no source has 4
     assert attributor.mark("The shop opens at 9AM.") == Marked("The shop opens at 9AM.", True)  # the image says so: no [n]
     assert says_not_found("The sources do not say.") and not says_not_found("Cats purr [1].")
+
+
+def test_numbers_restated_in_digits_or_words_keep_their_support():
+    """The support check held back "It has 8 legs." (the source: "eight legs") and "It can have 7
+    litters a year." ("up to seven litters"): the number compared as written, not as a number."""
+    passages = [
+        PassageHit("a:0", "a", "/docs/spider.md", 0, "Spiders have eight legs and two body parts. A web is 30 centimetres across.", 1.0),
+        PassageHit("b:0", "b", "/docs/elephant.md", 0, "An adult bull can weigh 6,000 kilograms.", 0.9),
+    ]
+    attributor = Attributor(passages, MiniLM())
+    assert attributor.mark("It has 8 legs.") == Marked("It has 8 legs [1].", True)
+    assert attributor.mark("It can weigh 6000 kilograms.") == Marked("It can weigh 6000 kilograms [2].", True)
+    assert attributor.mark("It has ten legs.").supported is False  # another number is still no support
+    assert attributor.mark("It weighs 600 kilograms.").supported is False
 
 
 def test_source_file_names_and_loops_are_no_answer():

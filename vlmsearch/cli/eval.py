@@ -115,6 +115,30 @@ def eval_make_bucket(
         out.print(f"{name}: {path} ({manifest['items']} items: {kinds}; {manifest['documents']} documents)", highlight=False)
 
 
+@eval_app.command("make-written")
+def eval_make_written(
+    source: Annotated[Path, typer.Option(help="A hand-written set: docs/, subjects.json, questions.jsonl")] = Path("eval/natural"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for <split>/{bucket.jsonl, images/, docs/}")] = Path("out/written"),
+    images: Annotated[Path, typer.Option(help="Where the set's drawings are")] = Path("/usr/share/openclipart/png"),
+    seed: Annotated[int, typer.Option(help="The same seed gives the same composites and signs")] = 0,
+) -> None:
+    """Render a hand-written evaluation set (questions written by a person over prose documents) into buckets."""
+    from collections import Counter
+
+    from vlmsearch.eval.bucket.items import load_bucket
+    from vlmsearch.eval.bucket.written import build_written
+
+    try:
+        written = build_written(source, images, out_dir, seed)
+    except VlmsearchError as exc:
+        fail(exc)
+    for name, path in written.items():
+        items = load_bucket(path).items
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(Counter(i.type for i in items).items()))
+        unanswerable = sum(not i.answerable for i in items)
+        out.print(f"{name}: {path} ({len(items)} items: {kinds}; {unanswerable} unanswerable)", highlight=False)
+
+
 @eval_app.command("answers")
 def eval_answers(
     bucket: BucketOption,
@@ -140,9 +164,10 @@ def eval_answers(
         return
     _print_table(
         f"answers on {bucket} ({len(loaded.items)} items)",
-        ("pipeline", "accuracy", "95% CI", "right+source", "false abst.", "right abst.", "p50 ms"),
+        ("pipeline", "accuracy", "95% CI", "right+source", "false abst.", "of them, answer shown", "right abst.", "other subject's number", "p50 ms"),
         ((name, f"{s['accuracy']:.3f}", _ci(s["ci95"]), f"{s['right_with_source']}/{s['answerable']}",
-          f"{s['false_abstentions']}/{s['answerable']}", f"{s['right_abstentions']}/{s['unanswerable']}",
+          f"{s['false_abstentions']}/{s['answerable']}", f"{s['false_abstentions_with_source_shown']}/{s['answerable_with_source_shown']}",
+          f"{s['right_abstentions']}/{s['unanswerable']}", str(s["other_subject_numbers"]),
           f"{s['p50_ms']:,.0f}" if s["p50_ms"] is not None else "-") for name, s in result["pipelines"].items()),
     )  # fmt: skip
     conversations = {name: s["conversation"] for name, s in result["pipelines"].items() if s.get("conversation")}

@@ -171,7 +171,15 @@ def _ask(engine, bucket: Bucket, item: BucketItem, pipeline: str, key: str, hist
 def scored(bucket: Bucket, records: Sequence[AnswerRecord]) -> list[Scored]:
     by_id = {r.item: r for r in records}
     return [
-        Scored(item, score(item, by_id[item.id].answer, by_id[item.id].sources), by_id[item.id].ms)
+        Scored(item, score(item, by_id[item.id].answer, by_id[item.id].sources), by_id[item.id].ms, shown_documents(by_id[item.id]))
         for item in bucket.items
         if item.id in by_id
     ]
+
+
+def shown_documents(record: AnswerRecord) -> tuple[str, ...] | None:
+    """The documents of the passages retrieval gave the generator, from the trace (None: no trace)."""
+    steps = [step for step in record.trace if step.get("stage") == "retrieve"]
+    if not steps:
+        return None
+    return tuple(Path(hit["source"]).name for step in steps for hit in step.get("output") or ())

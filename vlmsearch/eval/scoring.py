@@ -52,6 +52,10 @@ class Score:
     source: bool
     abstained: bool
     right: bool
+    other_number: bool = False  # states a number, not the asked one, citing another document
+
+
+_NUMBER = re.compile(r"(?<!\[)\b\d+(?:[.,]\d+)?\b(?!\])")
 
 
 def score(item: BucketItem, answer: str, cited_sources: Sequence[str]) -> Score:
@@ -60,7 +64,8 @@ def score(item: BucketItem, answer: str, cited_sources: Sequence[str]) -> Score:
         return Score(False, False, said_no, said_no)
     fact = fact_found(item, answer)
     source = any(Path(s).name == item.source for s in cited_sources)
-    return Score(fact, source, said_no, fact and source and not said_no)
+    other = not fact and bool(_NUMBER.search(answer)) and any(Path(s).name != item.source for s in cited_sources)
+    return Score(fact, source, said_no, fact and source and not said_no, other)
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class Scored:
     item: BucketItem
     score: Score
     ms: float | None  # end-to-end answer time; None when the answer came from an old cache without it
+    shown: tuple[str, ...] | None = None  # the documents of the passages the generator saw (None: not known)
 
 
 def _accuracy(rows: Sequence[Scored]) -> dict:
@@ -114,10 +120,13 @@ def summarize(rows: Sequence[Scored]) -> dict:
     answerable = [r for r in rows if r.item.answerable]
     unanswerable = [r for r in rows if not r.item.answerable]
     false_abstentions = sum(r.score.abstained and not r.score.right for r in answerable)
+    # Declined although the passage that answers was in the prompt: the generator's (or the support
+    # check's) failure, not retrieval's.
+    declined_shown = [r for r in answerable if r.shown is not None and r.item.source in r.shown]
     right_abstentions = sum(r.score.right for r in unanswerable)
     times = [r.ms for r in rows if r.ms is not None]
     by = {}
-    for field in ("cluster", "type"):
+    for field in ("cluster", "type", "form"):
         groups: dict[str, list[Scored]] = {}
         for r in rows:
             groups.setdefault(getattr(r.item, field) or "(none)", []).append(r)
@@ -130,11 +139,15 @@ def summarize(rows: Sequence[Scored]) -> dict:
         "source_right": sum(r.score.source for r in answerable),
         "false_abstentions": false_abstentions,
         "false_abstention_rate": round(false_abstentions / len(answerable), 4) if answerable else None,
+        "answerable_with_source_shown": len(declined_shown),
+        "false_abstentions_with_source_shown": sum(r.score.abstained for r in declined_shown),
+        "other_subject_numbers": sum(r.score.other_number for r in answerable),
         "unanswerable": len(unanswerable),
         "right_abstentions": right_abstentions,
         "right_abstention_rate": round(right_abstentions / len(unanswerable), 4) if unanswerable else None,
         "per_cluster": by["cluster"],
         "per_type": by["type"],
+        "per_form": by["form"],
         "p50_ms": round(statistics.median(times), 1) if times else None,
         "conversation": conversation_summary(rows),
     }

@@ -64,14 +64,34 @@ def looping(text: str) -> bool:
     return len(words) >= LOOP_MIN_WORDS and len(set(words)) <= LOOP_MAX_DISTINCT * len(words)
 
 
+# Numbers as a model may restate them: "seven litters" comes back as "7 litters", "6,000 kg" as
+# "6000 kg". Both are the source's number; compared as written, the support check held them back.
+_UNITS = ["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen",
+          "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]  # fmt: skip
+_TENS = ["thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+# "one" stays a word: "one of the largest" is no count.
+_NUMBER_WORDS = {**{w: str(n) for n, w in enumerate(_UNITS, 2)}, **{w: str(10 * n) for n, w in enumerate(_TENS, 3)}, "dozen": "12"}
+
+
+def _token(word: str) -> str:
+    """A word as compared: number words as digits, thousands separators dropped."""
+    if word[0].isdigit():
+        return re.sub(r"(?<=\d),(?=\d{3}\b)", "", word)
+    return _NUMBER_WORDS.get(word, word)
+
+
 def _words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+    return {_token(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def _numbers(text: str) -> set[str]:
+    return {w for w in _words(text) if w[0].isdigit()}
 
 
 def _numbers_kept(claim: str, source: str) -> float:
     """Share of the claim's numbers that the source states (1 when the claim has none)."""
-    numbers = set(re.findall(r"\d+(?:[.,]\d+)?", claim))
-    return len(numbers & set(re.findall(r"\d+(?:[.,]\d+)?", source))) / len(numbers) if numbers else 1.0
+    numbers = _numbers(claim)
+    return len(numbers & _numbers(source)) / len(numbers) if numbers else 1.0
 
 
 def _bare(word: str) -> str:

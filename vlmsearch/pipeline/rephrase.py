@@ -136,7 +136,14 @@ def fallback_query(question: str, subject: str, wordnet=None) -> str:
 def clean_query(text: str) -> str:
     line = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
     line = re.sub(r"^\s*(search )?query\s*:\s*", "", line, flags=re.IGNORECASE)
-    return " ".join(line.strip().strip("\"'`").split()[:24])
+    # A small model may loop ("How can I tell if it's ripe? How can I tell if it's ripe? ..."): the
+    # query ends where a sentence comes again.
+    kept: list[str] = []
+    for sentence in re.split(r"(?<=[.!?])\s+", line.strip()):
+        if sentence.lower() in (k.lower() for k in kept):
+            break
+        kept.append(sentence)
+    return " ".join(" ".join(kept).strip("\"'`").split()[:24])
 
 
 def rephrase_prompt(

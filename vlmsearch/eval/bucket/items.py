@@ -49,6 +49,7 @@ class BucketItem(BaseModel):
     source: str | None = None
     cluster: str | None = None
     type: str | None = None
+    form: str | None = None  # what the question asks for ("diet", "how made"): hand-written sets say it
     shows: tuple[str, ...] = ()
     conversation: str | None = None  # the conversation this turn belongs to: asked after its earlier turns
     turn: int = 0  # its position there, from 1
