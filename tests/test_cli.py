@@ -72,7 +72,7 @@ def test_setup_again_finds_what_it_made_and_a_missing_adapter_is_one_line(tmp_pa
 
     settings = Settings.create(profile="offline")
     merges = [m for spec in settings.profile.roles.values() if (m := served_merge(spec, settings.cache_dir))]
-    merged = [merged_path(model, adapter, settings.cache_dir / "models", scale) for model, adapter, scale in merges]
+    merged = [merged_path(model, adapter, settings.cache_dir / "models") for model, adapter in merges]
     assert merged and all(path.is_file() for path in merged), "run `make setup` (or `vlmsearch setup`) before the tests"
     written = [path.stat().st_mtime_ns for path in merged]
     result = run_cli("--profile", "offline", "setup")

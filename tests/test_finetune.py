@@ -191,24 +191,6 @@ def test_an_unmerged_lora_chat_and_the_plain_chat_share_one_model_and_switch_the
     assert after == before  # and off again, with no keys and values left from the adapter's turn
 
 
-def test_a_scaled_lora_sits_between_the_plain_model_and_the_full_adapter_merged_or_per_turn(tmp_path):
-    """`lora_scale` keeps part of the plain model: 0 answers as the plain Qwen, and a merge at a
-    scale answers as the adapter applied per turn at that scale, kept apart from the full merge."""
-    plain = _qwen("chat")
-    off = _qwen("generator", lora="generator-rag", merge_lora=False, lora_scale=0.0)
-    assert _greedy(off) == _greedy(plain)
-    from vlmsearch.models.bundled import shipped_generator_lora
-    from vlmsearch.models.gguf_merge import merged_gguf
-    from vlmsearch.models.llamacpp import LlamaCppChat
-
-    half = _qwen("generator", lora="generator-rag", merge_lora=False, lora_scale=0.5)
-    path = merged_gguf(plain.path, shipped_generator_lora("generator-rag"), tmp_path, scale=0.5)
-    assert path.name.endswith("-x0.5.gguf")
-    merged_half = LlamaCppChat(path)
-    animal = (OKAPI_CHAT[0], ("user", "Sources:\n[1] (otter.md) Sea otters eat sea urchins, crabs and clams.\n\nQuestion: What does this animal eat?"))
-    assert _greedy(merged_half, animal) == _greedy(half, animal)
-
-
 def test_the_merged_lora_answers_as_the_adapter_does_is_merged_once_and_replaces_older_merges(tmp_path):
     from vlmsearch.models.bundled import shipped_generator_lora
     from vlmsearch.models.gguf_merge import merged_gguf
@@ -247,14 +229,12 @@ def test_setup_merges_the_adapters_a_profile_serves_merged_resolved_as_its_roles
     cache = Settings().cache_dir
     base, shipped = qwen_gguf(cache), shipped_generator_lora("generator-rag")
     offline = {served_merge(spec, cache) for spec in Profile.load("offline").roles.values()} - {None}
-    assert offline == {(base, shipped, 1.0)}  # the generator's, and nothing for the plain chat model
+    assert offline == {(base, shipped)}  # the generator's, and nothing for the plain chat model
 
     own = tmp_path / "mine.gguf"
     own.write_bytes(shipped.read_bytes())
-    assert served_merge(ModelSpec(backend="llamacpp", model=str(base), options={"lora": str(own)}), cache) == (base, own, 1.0)
-    assert served_merge(ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct", options={"lora": str(own)}), cache) == (base, own, 1.0)
-    halved = ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct", options={"lora": str(own), "lora_scale": 0.5})
-    assert served_merge(halved, cache) == (base, own, 0.5)
+    assert served_merge(ModelSpec(backend="llamacpp", model=str(base), options={"lora": str(own)}), cache) == (base, own)
+    assert served_merge(ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct", options={"lora": str(own)}), cache) == (base, own)
     per_turn = ModelSpec(backend="bundled", model="qwen2.5-coder-0.5b-instruct", options={"lora": str(own), "merge_lora": False})
     assert served_merge(per_turn, cache) is None
     with pytest.raises(MissingWeightsError, match="gone.gguf"):

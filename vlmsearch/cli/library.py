@@ -41,13 +41,13 @@ def setup() -> None:
             path = qwen_gguf(settings.cache_dir, on_bytes=on_bytes)
             # Merged here, a profile's first answer does not wait ~16 s for it (the offline generator's LoRA).
             merges = dict.fromkeys(m for spec in settings.profile.roles.values() if (m := served_merge(spec, settings.cache_dir)))
-            for model, adapter, scale in merges:
+            for model, adapter in merges:
                 task = progress.add_task(f"LoRA {adapter.stem} merged into {model.stem} (tensors)", total=None)
 
                 def on_tensor(done: int, total: int, task=task) -> None:
                     progress.update(task, completed=done, total=total)
 
-                merged_gguf(model, adapter, settings.cache_dir / "models", on_tensor=on_tensor, scale=scale)
+                merged_gguf(model, adapter, settings.cache_dir / "models", on_tensor=on_tensor)
             progress.add_task("our VLM's language model, dequantised once (~45 s)", total=None)
             dequantised_lm(path.parent, path.name)
     except VlmsearchError as exc:

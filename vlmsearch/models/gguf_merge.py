@@ -19,24 +19,20 @@ import numpy as np
 from vlmsearch.errors import MissingWeightsError
 
 
-def merged_path(base: Path, adapter: Path, folder: Path, scale: float = 1.0) -> Path:
-    """Where the merge of `adapter` into `base` is kept: named by both, keyed by the adapter's bytes
-    (and the scale, when it is not 1)."""
+def merged_path(base: Path, adapter: Path, folder: Path) -> Path:
+    """Where the merge of `adapter` into `base` is kept: named by both, keyed by the adapter's bytes."""
     digest = hashlib.sha256(adapter.read_bytes()).hexdigest()[:12]
-    return folder / f"{base.stem}+{adapter.stem}-{digest}{'' if scale == 1.0 else f'-x{scale:g}'}.gguf"
+    return folder / f"{base.stem}+{adapter.stem}-{digest}.gguf"
 
 
-def merged_gguf(
-    base: Path, adapter: Path, folder: Path, on_tensor: Callable[[int, int], None] | None = None, scale: float = 1.0
-) -> Path:
-    """The merged model's path, merging on first use (written aside and renamed: a killed merge leaves
-    no bad model). `scale` multiplies the adapter's delta, as llama.cpp's per-turn scale does."""
-    target = merged_path(base, adapter, folder, scale)
+def merged_gguf(base: Path, adapter: Path, folder: Path, on_tensor: Callable[[int, int], None] | None = None) -> Path:
+    """The merged model's path, merging on first use (written aside and renamed: a killed merge leaves no bad model)."""
+    target = merged_path(base, adapter, folder)
     if not target.is_file():
         partial = target.with_suffix(f".part{os.getpid()}")
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            _merge(base, adapter, partial, on_tensor, scale)
+            _merge(base, adapter, partial, on_tensor)
             partial.replace(target)
         except OSError as exc:  # a full disk, a folder we may not write
             raise MissingWeightsError(
@@ -48,9 +44,8 @@ def merged_gguf(
                 partial.unlink()
     # Merges of an earlier version of the adapter (same names, other bytes) are 625 MB each that
     # nothing reads once the package is upgraded.
-    current = merged_path(base, adapter, folder).stem  # this adapter's merges, at any scale, stay
     for stale in folder.glob(f"{base.stem}+{adapter.stem}-*.gguf"):
-        if not stale.stem.startswith(current):
+        if stale != target:
             stale.unlink(missing_ok=True)
     return target
 
@@ -75,7 +70,7 @@ def _lora_pairs(adapter: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]]
     return pairs, alpha
 
 
-def _merge(base: Path, adapter: Path, out: Path, on_tensor: Callable[[int, int], None] | None, scale: float = 1.0) -> None:
+def _merge(base: Path, adapter: Path, out: Path, on_tensor: Callable[[int, int], None] | None) -> None:
     import gguf
     from gguf.quants import dequantize, quantize
 
@@ -96,7 +91,7 @@ def _merge(base: Path, adapter: Path, out: Path, on_tensor: Callable[[int, int],
         if tensor.name in pairs:
             a, b = pairs[tensor.name]
             weight = dequantize(tensor.data, tensor.tensor_type).reshape(b.shape[0], a.shape[1])
-            weight += (scale * alpha / a.shape[0]) * (b @ a)
+            weight += (alpha / a.shape[0]) * (b @ a)
             merged = quantize(weight, gguf.GGMLQuantizationType.Q8_0)
             writer.add_tensor(tensor.name, merged, raw_shape=merged.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
         else:

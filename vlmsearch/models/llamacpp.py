@@ -60,22 +60,22 @@ class _Context:
                 self._adapters[path] = adapter
             return self._adapters[path]
 
-    def use(self, adapter, scale: float = 1.0) -> None:
-        """Apply `adapter` at `scale` (None: the plain model); hold `turn` while calling."""
+    def use(self, adapter) -> None:
+        """Apply `adapter` (None: the plain model); hold `turn` while calling."""
         import ctypes
 
         import llama_cpp
 
-        if (adapter, scale) == self._active or (adapter is None and self._active is None):
+        if adapter is self._active:
             return
         if adapter is None:
             failed = llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
         else:
-            failed = llama_cpp.llama_set_adapters_lora(self.llm.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter), 1, (ctypes.c_float * 1)(scale))
+            failed = llama_cpp.llama_set_adapters_lora(self.llm.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter), 1, (ctypes.c_float * 1)(1.0))
         if failed:
             raise RuntimeError(f"llama.cpp could not switch the LoRA adapter of {self.llm.model_path}")
         self.llm.reset()  # the cached prompt's keys and values were computed under the other weights
-        self._active = None if adapter is None else (adapter, scale)
+        self._active = adapter
 
 
 _contexts: weakref.WeakValueDictionary[tuple, _Context] = weakref.WeakValueDictionary()
@@ -96,7 +96,7 @@ class LlamaCppChat:
 
     def __init__(
         self, path: Path, name: str | None = None, n_ctx: int = 4096, n_threads: int | None = None, flash_attn: bool = True,
-        lora: Path | str | None = None, merge_lora: bool = True, merged_dir: Path | None = None, lora_scale: float = 1.0,
+        lora: Path | str | None = None, merge_lora: bool = True, merged_dir: Path | None = None,
     ):  # fmt: skip
         try:
             import llama_cpp  # noqa: F401
@@ -109,17 +109,16 @@ class LlamaCppChat:
         self.name = f"{name or path.stem} + {Path(lora).stem}" if lora else name or path.stem
         if lora and merge_lora:
             # Merged, the adapter costs no prompt time (unmerged: ~40% more); a second copy of the weights is the price.
-            path, lora = merged_gguf(path, Path(lora), merged_dir or path.parent, scale=lora_scale), None
+            path, lora = merged_gguf(path, Path(lora), merged_dir or path.parent), None
         self.path = path
         self._context = _shared_context(path, n_ctx, n_threads or os.cpu_count(), flash_attn)
         self._adapter = self._context.adapter(Path(lora).resolve()) if lora else None
-        self._lora_scale = lora_scale  # < 1 keeps more of the plain model (its delta, scaled)
 
     def stream(self, messages: Sequence[Message], options: GenerationOptions = GenerationOptions()) -> Iterator[str]:
         check_images_allowed(self, messages)
         # The turn lasts until the reply ends or its reader stops reading (closing this generator releases it).
         with self._context.turn:
-            self._context.use(self._adapter, self._lora_scale)
+            self._context.use(self._adapter)
             chunks = self._context.llm.create_chat_completion(
                 messages=[{"role": m.role, "content": m.text} for m in messages],
                 max_tokens=options.max_tokens,
@@ -138,8 +137,8 @@ def _gguf_file(spec: ModelSpec, cache_dir: Path) -> LlamaCppChat:
     return LlamaCppChat(Path(spec.model).expanduser(), merged_dir=cache_dir / "models", **spec.options)
 
 
-def served_merge(spec: ModelSpec, cache_dir: Path) -> tuple[Path, Path, float] | None:
-    """The (GGUF model, LoRA adapter, scale) that a role built from `spec` serves merged, or None: what
+def served_merge(spec: ModelSpec, cache_dir: Path) -> tuple[Path, Path] | None:
+    """The (GGUF model, LoRA adapter) that a role built from `spec` serves merged, or None: what
     `vlmsearch setup` merges ahead, so that the first answer does not wait for it. Resolved as the
     role's factory resolves them (the bundled chat model and a shipped adapter by name)."""
     lora = spec.options.get("lora")
@@ -156,4 +155,4 @@ def served_merge(spec: ModelSpec, cache_dir: Path) -> tuple[Path, Path, float] |
     for path, what in ((model, "GGUF file"), (adapter, "LoRA adapter (GGUF)")):
         if not path.is_file():
             raise MissingWeightsError(f"{what} not found: {path}")
-    return model, adapter, float(spec.options.get("lora_scale", 1.0))
+    return model, adapter
