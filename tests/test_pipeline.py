@@ -146,7 +146,7 @@ def test_vlm_pipeline_without_a_vlm_says_how_to_get_one(engine, qa_store, tmp_pa
     assert without.pipeline().name == "llm"
     with pytest.raises(ConfigError, match="has no VLM to caption with"):
         without.caption(skimage_photo("coffee"))
-    with pytest.raises(ConfigError, match="unknown pipeline 'fancy'; known: llm, vlm"):
+    with pytest.raises(ConfigError, match="unknown pipeline 'fancy'; known: llm, llm-plain, vlm"):
         engine.ask("what is this?", pipeline="fancy")
     with pytest.raises(BadInputError, match="empty"):
         engine.ask("  ")

@@ -109,24 +109,28 @@ def test_search_by_text_then_by_clicking_an_image(page):
     expect(page.locator("#search-results .passage").first).to_contain_text("Espresso")
 
 
-def test_compare_answers_both_pipelines_side_by_side(page):
+def test_compare_answers_every_pipeline_side_by_side(page):
     from playwright.sync_api import expect
 
     page.click("nav [data-tab=compare]")
     page.fill("#compare-question", "what is espresso made of?")
     page.click("#compare-submit")
     columns = page.locator("#compare-results > div")
-    expect(columns).to_have_count(2)
-    expect(columns.nth(0).locator("h2")).to_have_text("llm")
-    expect(columns.nth(1).locator("h2")).to_have_text("vlm")
-    for i in range(2):
+    # Every pipeline the profile serves: the two designs and the llm pipeline with the plain generator.
+    expect(columns).to_have_count(3)
+    for i, name in enumerate(("llm", "llm-plain", "vlm")):
+        expect(columns.nth(i).locator("h2")).to_have_text(name)
+    for i in range(3):
+        expect(columns.nth(i).locator(".answer")).not_to_be_empty(timeout=240_000)
+    for i in (0, 2):
         expect(columns.nth(i).locator(".answer")).to_contain_text("[", timeout=240_000)
     expect(page.locator("#compare-submit")).to_be_enabled(timeout=240_000)
-    # The same follow-up to both, each pipeline continuing its own answer.
+    # The same follow-up to all, each pipeline continuing its own answer.
     page.fill("#compare-question", "how is it made?")
     page.click("#compare-submit")
-    for i in range(2):
+    for i in range(3):
         expect(columns.nth(i).locator(".turn")).to_have_count(2)
+    for i in (0, 2):
         expect(columns.nth(i).locator(".turn").nth(1).locator(".answer")).to_contain_text("pressure", timeout=240_000)
     expect(page.locator("#compare-submit")).to_be_enabled(timeout=240_000)
 
