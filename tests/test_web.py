@@ -40,7 +40,7 @@ def test_ask_with_an_image_streams_an_answer_with_citations_and_a_trace(page):
     from playwright.sync_api import expect
 
     expect(page.locator("#status")).to_contain_text("images")
-    expect(page.locator("#ask-pipeline option")).to_have_count(2)
+    expect(page.locator("#ask-pipeline option")).to_have_count(3)  # llm, llm-plain, vlm
     page.select_option("#ask-pipeline", "llm")
     page.set_input_files("#ask-image", png("chelsea"))
     expect(page.locator("#ask-preview")).to_be_visible()
