@@ -79,5 +79,8 @@ def test_bad_sets_fail_clearly(tmp_path):
     questions.write_text(json.dumps({"s": "camel", "img": "single", "form": "diet", "q": "What does it eat?", "expect": "grass"}) + "\n")
     with pytest.raises(BadInputError, match="has no document"):
         load_written(tmp_path / "set")
+    questions.write_text(json.dumps({"s": "lemon", "img": "single", "form": "diet", "q": "What is it?", "expect": "(unclosed"}) + "\n")
+    with pytest.raises(BadInputError, match="not a valid regex"):
+        load_written(tmp_path / "set")
     with pytest.raises(BadInputError, match="not a hand-written set"):
         load_written(tmp_path / "nothing")

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from vlmsearch.errors import BadInputError
 from vlmsearch.eval.bucket.canvas import compose, drawing, sign
@@ -55,6 +56,16 @@ class WrittenQuestion(BaseModel):
     form: str
     q: str
     expect: str | None
+
+    @field_validator("expect")
+    @classmethod
+    def _expect(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"expect is not a valid regex: {exc}") from None
+        return value
 
 
 def load_written(source: Path) -> tuple[dict[str, WrittenSubject], list[WrittenQuestion]]:
@@ -139,4 +150,7 @@ def _photo(name: str):
     from PIL import Image
     from skimage import data
 
-    return Image.fromarray(getattr(data, name)()).convert("RGB")
+    sample = getattr(data, name, None)
+    if not callable(sample):
+        raise BadInputError(f"no scikit-image sample photo called {name!r}")
+    return Image.fromarray(sample()).convert("RGB")
