@@ -212,3 +212,39 @@ def test_a_key_is_required_beyond_localhost_and_checked(server_store, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_extract_detect_and_ocr_endpoints(server):
+    sign = png(text_image("TEL 0171 555 0192"))
+    extracted = httpx.post(f"{server}/v1/extract", data={"fields": "phone, email"}, files={"image": ("sign.png", sign, "image/png")}, timeout=120)
+    assert extracted.status_code == 200, extracted.text
+    data = extracted.json()["data"]
+    assert "01715550192" in data["phone"].replace(" ", "") and data["email"] is None and extracted.json()["sources"] == {"phone": "image:text"}
+    schema = json.dumps({"type": "object", "properties": {"phone": {"type": "string"}, "open": {"type": "boolean"}}})
+    typed = httpx.post(f"{server}/v1/extract", data={"schema": schema}, files={"image": ("sign.png", sign, "image/png")}, timeout=120).json()
+    assert set(typed["data"]) == {"phone", "open"} and typed["data"]["open"] in (True, False, None)
+    read = httpx.post(f"{server}/v1/ocr", files={"image": ("sign.png", sign, "image/png")}, timeout=60).json()
+    assert "0171" in read["text"] and read["lines"][0]["box"][2] > read["lines"][0]["box"][0]
+    found = httpx.post(f"{server}/v1/detect", data={"labels": "cat, dog, car"}, files={"image": ("cat.png", CAT, "image/png")}, timeout=60).json()
+    assert found["width"] == 451 and found["objects"] and found["objects"][0]["label"] == "cat"
+    for data, message in (({}, "give the fields"), ({"schema": "{"}, "not JSON"), ({"schema": '{"type": "array"}'}, "must describe an object")):
+        refused = httpx.post(f"{server}/v1/extract", data=data, files={"image": ("sign.png", sign, "image/png")}, timeout=60)
+        assert refused.status_code == 400 and message in refused.json()["error"]["message"], refused.text
+
+
+def test_openai_structured_outputs_follow_the_schema(server):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server}/v1", api_key="unused-on-localhost", timeout=120)
+    image = "data:image/png;base64," + base64.b64encode(CAT).decode()
+    messages = [{"role": "user", "content": [{"type": "text", "text": "how long do animals like this live?"},
+                                             {"type": "image_url", "image_url": {"url": image}}]}]  # fmt: skip
+    schema = {"type": "object", "properties": {"lifespan": {"type": "string"}, "weight_kg": {"type": "number"}}, "required": ["lifespan", "weight_kg"], "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "facts", "schema": schema, "strict": True}}
+    data = json.loads(client.chat.completions.create(model="vlmsearch-llm", messages=messages, response_format=fmt).choices[0].message.content)
+    assert set(data) == {"lifespan", "weight_kg"} and "12" in data["lifespan"] and data["weight_kg"] is None
+    plain = client.chat.completions.create(model="vlmsearch-llm", messages=messages, response_format={"type": "json_object"}, stream=True)
+    answer = json.loads("".join(c.choices[0].delta.content or "" for c in plain))
+    assert "12 to 18" in answer["answer"] and answer["sources"][0].startswith(f"{server}/v1/passages/")
+    with pytest.raises(Exception, match="json_schema.schema"):
+        client.chat.completions.create(model="vlmsearch-llm", messages=messages, response_format={"type": "json_schema", "json_schema": {"name": "x"}})

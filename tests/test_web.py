@@ -90,6 +90,26 @@ def test_the_ask_tab_holds_a_conversation_that_survives_a_reload(page):
     assert page.evaluate("localStorage.getItem('vlmsearch-thread')") is None
 
 
+def test_objects_are_boxed_on_the_image(page):
+    from playwright.sync_api import expect
+
+    page.click("#ask-new")
+    page.set_input_files("#ask-image", png("chelsea"))
+    page.click("#ask-objects")
+    figure = page.locator("#ask-thread .objects")
+    expect(figure.locator("svg rect").first).to_be_attached()
+    expect(figure.locator("figcaption")).to_contain_text("cat")
+    assert figure.locator("svg").get_attribute("viewBox") == "0 0 451 300"  # the image's pixels: boxes scale with it
+    assert figure.locator("svg rect").count() == figure.locator("svg text").count() >= 1
+    page.fill("#ask-labels", "cat, dog, car")
+    page.click("#ask-objects")
+    expect(page.locator("#ask-thread .objects")).to_have_count(2)
+    expect(page.locator("#ask-thread .objects").nth(1).locator("svg text").first).to_contain_text("cat")
+    page.screenshot(path=str(SCREENSHOTS / "page-objects.png"), full_page=True)
+    page.fill("#ask-labels", "")
+    page.click("#ask-new")
+
+
 def test_search_by_text_then_by_clicking_an_image(page):
     from playwright.sync_api import expect
 

@@ -146,6 +146,24 @@ class AnswerSettings(_Frozen):
     conversation_turns: int = Field(default=3, ge=0, le=20)
 
 
+class ExtractSettings(_Frozen):
+    """`vlmsearch extract` / `detect` / `ocr` (vlmsearch/extract)."""
+
+    # The plain chat model fills schemas: the generator's LoRA learned cited sentences, not JSON.
+    role: str = "chat"
+    max_tokens: int = Field(default=384, ge=16, le=4096)
+    retries: int = Field(default=2, ge=0, le=5)  # re-asks of a model that cannot constrain its decoding
+    passages: int = Field(default=3, ge=1, le=20)  # retrieved for `--docs`
+    max_tags: int = 3  # the tagger's labels given as evidence (what the image looks like)
+    min_tag_score: float = 0.2
+    # On a photo (no plain background) a fixed region is an object only when a label scores this
+    # much: the tagger's probability, or the joint model's zero-shot score, which runs lower (on
+    # scikit-image's photos the right label of a region scored 0.03-0.07, wrong ones under 0.005).
+    min_region_score: float = 0.3
+    min_region_label_score: float = 0.02
+    max_objects: int = 20
+
+
 def default_store() -> str:
     return os.environ.get("VLMSEARCH_STORE") or str(platformdirs.user_data_path("vlmsearch") / "store")
 
@@ -161,6 +179,7 @@ class Settings(_Frozen):
     ingest: IngestSettings = IngestSettings()
     search: SearchSettings = SearchSettings()
     answer: AnswerSettings = AnswerSettings()
+    extract: ExtractSettings = ExtractSettings()
     pipelines: dict[str, PipelineSpec] = Field(default_factory=lambda: dict(DEFAULT_PIPELINES))
 
     def pipeline_specs(self) -> dict[str, PipelineSpec]:

@@ -130,6 +130,57 @@ class Engine:
             )
         return Captioner(self.models.get("vlm"), self.settings.answer.max_caption_tokens)(self.open_image(image))
 
+    def extract(self, image: Path | str | Image.Image, schema, pipeline: str = "llm", docs: bool = False):
+        """An object following `schema` (an ExtractSchema, a JSON Schema dict, or a field list such as
+        "name, price: number") filled from what the image shows: its text, labels, in the vlm pipeline
+        the VLM's caption, and with `docs` the passages retrieved for it; null where none says."""
+        from vlmsearch.extract import Extractor, ExtractSchema, from_fields, from_json_schema
+        from vlmsearch.pipeline.caption import Captioner
+        from vlmsearch.pipeline.retrieve import Retriever
+
+        if pipeline not in ("llm", "vlm"):
+            raise ConfigError(f"unknown extraction pipeline {pipeline!r}; pipelines: llm (visual facts), vlm (and the VLM's caption)")
+        if not isinstance(schema, ExtractSchema):
+            schema = from_fields(schema) if isinstance(schema, str) else from_json_schema(schema)
+        picture = self.open_image(image)
+        captioner = Captioner(self.models.get("vlm"), self.settings.answer.max_caption_tokens) if pipeline == "vlm" else None
+        answer = self.settings.answer
+        retriever = Retriever(self.store, self.models.text_embedder, answer.passages, answer.min_passage_similarity, answer.query_fusion_k) if docs else None
+        writer = self.models.get(self.settings.extract.role)
+        return Extractor(self.models, writer, self.settings.extract, captioner, retriever)(picture, schema)
+
+    def answer_as_json(self, question: str, answer, schema):
+        """A pipeline's Answer recast as an object following `schema` (a JSON Schema dict): filled
+        from the question, the answer and its cited passages, null where they do not say (the
+        OpenAI endpoint's `response_format`)."""
+        from vlmsearch.extract import from_json_schema
+        from vlmsearch.extract.extractor import Evidence, fill
+
+        wanted = schema if not isinstance(schema, dict) else from_json_schema(schema)
+        evidence = [Evidence("question", "The question", question), Evidence("answer", "The answer", answer.answer)]
+        evidence += [Evidence(c.id or f"[{c.n}]", f"Passage [{c.n}] from {c.source}", c.text) for c in answer.citations]
+        return fill(self.models.get(self.settings.extract.role), evidence, wanted, self.settings.extract)
+
+    def ocr(self, image: Path | str | Image.Image):
+        """The image's text lines (boxes, scores) in reading order, and the text as a person reads it."""
+        from vlmsearch.extract import reading_order
+
+        return reading_order(self.models.ocr.read(self.open_image(image)))
+
+    def detect(self, image: Path | str | Image.Image, labels: Sequence[str] | None = None):
+        """The objects in the image with their boxes: the tagger's classes, or zero-shot `labels`."""
+        from vlmsearch.extract import Detector
+
+        if labels is not None:
+            labels = list(dict.fromkeys(label.strip() for label in labels if label.strip()))
+            if not labels:
+                raise BadInputError("no labels given: pass a comma-separated list, e.g. 'cat, dog, car'")
+            if not self.models.has("image_text"):
+                raise ConfigError(f"profile {self.settings.profile.name!r} has no image_text model for zero-shot labels")
+        options = self.settings.extract
+        detector = Detector(self.models, options.min_region_score, options.min_region_label_score, options.max_objects)
+        return detector(self.open_image(image), labels)
+
     def pipeline(self, name: str | None = None):
         """A named pipeline; by default the profile's, else `vlm` when the profile has a VLM, else `llm`."""
         from vlmsearch.pipeline import Pipeline

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from vlmsearch.cli import answers, chat, eval, library, train
+from vlmsearch.cli import answers, chat, eval, eval_extract, extract, library, train
 from vlmsearch.cli.common import state
 
 app = typer.Typer(help="vlmsearch: multimodal search and answers over your images and documents.", no_args_is_help=True)
@@ -24,6 +24,8 @@ def main(
 library.register(app)
 answers.register(app)
 chat.register(app)
+extract.register(app)
 app.add_typer(library.store_app, name="store")
+eval_extract.register(eval.eval_app)
 app.add_typer(eval.eval_app, name="eval")
 app.add_typer(train.train_app, name="train")

@@ -93,6 +93,7 @@ def _shared_context(path: Path, n_ctx: int, n_threads: int, flash_attn: bool) ->
 
 class LlamaCppChat:
     accepts_images = False
+    constrains_json = True  # llama.cpp turns a JSON Schema into a grammar: every reply parses and validates
 
     def __init__(
         self, path: Path, name: str | None = None, n_ctx: int = 4096, n_threads: int | None = None, flash_attn: bool = True,
@@ -124,6 +125,7 @@ class LlamaCppChat:
                 max_tokens=options.max_tokens,
                 temperature=options.temperature,
                 stop=list(options.stop) or None,
+                response_format={"type": "json_object", "schema": options.json_schema} if options.json_schema else None,
                 stream=True,
             )
             for chunk in chunks:

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from vlmsearch.config import ModelSpec
-from vlmsearch.errors import MissingDependencyError, ModelServerError
+from vlmsearch.errors import ConfigError, MissingDependencyError, ModelServerError
 from vlmsearch.models.protocols import GenerationOptions, Message, check_images_allowed
 from vlmsearch.models.registry import register
 
@@ -37,6 +37,8 @@ def _content(message: Message, max_image_side: int | None) -> str | list[dict]:
 
 
 class OpenAIChat:
+    constrains_json = True  # the server's structured outputs (`response_format`)
+
     def __init__(
         self,
         model: str,
@@ -45,12 +47,18 @@ class OpenAIChat:
         accepts_images: bool = True,
         max_image_side: int | None = 1024,
         timeout: float = 300.0,
+        json_format: str = "json_schema",
     ):
+        """`json_format`: how the server is asked for JSON that follows a schema: "json_schema"
+        (OpenAI, vLLM, llama.cpp's own server, Ollama) or "json_object" with a `schema` key
+        (llama-cpp-python's server, which refuses the first)."""
         try:
             import openai
         except ImportError:
             raise MissingDependencyError("openai", "the OpenAI-compatible backend") from None
-        self.name = model
+        if json_format not in ("json_schema", "json_object"):
+            raise ConfigError(f"openai backend: json_format must be json_schema or json_object, not {json_format!r}")
+        self.name, self.json_format = model, json_format
         self.accepts_images = accepts_images
         self.max_image_side = max_image_side
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
@@ -70,6 +78,7 @@ class OpenAIChat:
                 temperature=options.temperature,
                 stop=list(options.stop) or None,
                 stream=True,
+                **self._response_format(options.json_schema),
             )
             finished = False
             for chunk in chunks:
@@ -86,6 +95,13 @@ class OpenAIChat:
             raise ModelServerError(f"cannot reach the model server at {self.base_url}: {exc}") from None
         except openai.APIStatusError as exc:
             raise ModelServerError(f"model server {self.base_url} answered {exc.status_code}: {exc.message}") from None
+
+    def _response_format(self, schema: dict | None) -> dict:
+        if schema is None:
+            return {}
+        if self.json_format == "json_object":
+            return {"response_format": {"type": "json_object", "schema": schema}}
+        return {"response_format": {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": True}}}
 
 
 @register("openai", "chat", "generator", "vlm")

@@ -34,6 +34,9 @@ class GenerationOptions(BaseModel):
     max_tokens: int = 512
     temperature: float = 0.0  # greedy by default: answers should be reproducible
     stop: tuple[str, ...] = ()
+    # A JSON Schema the reply must follow: backends with `constrains_json` decode under it (a grammar,
+    # or the server's structured outputs); others are asked for it and checked (models/structured.py).
+    json_schema: dict | None = None
 
 
 @runtime_checkable
@@ -106,6 +109,9 @@ class OCR(Protocol):
 
 @runtime_checkable
 class ChatModel(Protocol):
+    """Optional capability: `constrains_json = True` when `GenerationOptions.json_schema` constrains
+    decoding (read with getattr: a model without the attribute does not)."""
+
     name: str
     accepts_images: bool
 

@@ -32,13 +32,18 @@ TEXT_REGION = "text in the image"
 MIN_SPELLING_MATCH = 0.85
 
 
-def regions(image: Image.Image) -> list[tuple[str, Image.Image]]:
+def region_boxes(image: Image.Image) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """The REGIONS of this image in pixels (left, top, right, bottom), those too small left out."""
     out = []
     for name, (left, top, right, bottom) in REGIONS:
         box = (round(left * image.width), round(top * image.height), round(right * image.width), round(bottom * image.height))
         if min(box[2] - box[0], box[3] - box[1]) >= MIN_REGION_SIDE or name == "whole image":
-            out.append((name, image.crop(box)))
+            out.append((name, box))
     return out
+
+
+def regions(image: Image.Image) -> list[tuple[str, Image.Image]]:
+    return [(name, image.crop(box)) for name, box in region_boxes(image)]
 
 
 class VisualSearch:

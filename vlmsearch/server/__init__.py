@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from vlmsearch.engine import Engine
 from vlmsearch.server import errors
-from vlmsearch.server.routes import ask, library, openai, search
+from vlmsearch.server.routes import ask, extract, library, openai, search
 from vlmsearch.server.settings import ServerSettings
 from vlmsearch.server.state import AppState
 
@@ -51,7 +51,7 @@ def create_app(engine: Engine, settings: ServerSettings, warm_up: bool = True) -
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])  # fmt: skip
-    for module in (ask, search, library, openai):
+    for module in (ask, search, extract, library, openai):
         app.include_router(module.router)
     app.include_router(library.health)
     if settings.sbs is not None:

@@ -39,6 +39,39 @@ class ChatRequest(BaseModel):
     model: str = "vlmsearch"
     messages: list[ChatMessage]
     stream: bool = False
+    # Structured outputs: {"type": "json_schema", "json_schema": {"name", "schema"}}, or llama.cpp's
+    # {"type": "json_object", "schema": ...}; plain {"type": "json_object"}: the answer and its sources.
+    response_format: dict[str, Any] | None = None
+
+
+ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string"}, "sources": {"type": "array", "items": {"type": "string"}}},
+    "required": ["answer", "sources"],
+}
+
+
+def _requested_schema(response_format: dict[str, Any] | None) -> dict | None:
+    """The JSON Schema the reply must follow, or None for a text reply."""
+    kind = (response_format or {}).get("type", "text")
+    if kind == "text":
+        return None
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise ApiError(400, "response_format json_schema needs json_schema.schema, a JSON Schema object", "bad_input")
+        return schema
+    if kind == "json_object":
+        return response_format.get("schema") or ANSWER_SCHEMA
+    raise ApiError(400, f"unknown response_format type {kind!r}; types: text, json_object, json_schema", "bad_input")
+
+
+def _as_json(app, question: str, answer: Answer, schema: dict, base_url: str) -> str:
+    """The answer as JSON following `schema`: the plain answer schema directly, any other filled
+    from the question, the answer and its passages (null where they do not say)."""
+    if schema is ANSWER_SCHEMA:
+        return json.dumps({"answer": answer.answer, "sources": [f"{base_url}v1/passages/{c.id}" for c in answer.citations]}, ensure_ascii=False)
+    return json.dumps(app.engine.answer_as_json(question, answer, schema).data, ensure_ascii=False)
 
 
 def _pipeline(model: str) -> str | None:
@@ -67,14 +100,24 @@ async def chat_completions(request: Request, body: ChatRequest):
     # Off the event loop: decoding a large image takes a while, and other requests must not wait.
     question, image, history = await run_in_threadpool(_conversation, body, app)
     runner = app.engine.pipeline(_pipeline(body.model))
+    schema = _requested_schema(body.response_format)
+    if schema is not None and schema is not ANSWER_SCHEMA:
+        from vlmsearch.extract import from_json_schema
+
+        schema = from_json_schema(schema)  # a bad schema fails now, as a 400, before any model runs
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     base_url = str(request.base_url)
+
+    async def content(answer: Answer) -> str:
+        if schema is None:
+            return answer.answer + sources_text(answer, base_url)
+        return await run_in_threadpool(_as_json, app, question, answer, schema, base_url)
+
     if not body.stream:
         answer = await final_answer(request, runner.stream(question, image, history))
         return JSONResponse({
             "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": answer.answer + sources_text(answer, base_url)}}],
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": await content(answer)}}],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         })  # fmt: skip
 
@@ -87,10 +130,12 @@ async def chat_completions(request: Request, body: ChatRequest):
         yield chunk({"role": "assistant", "content": ""})
         try:
             async for event in stream_events(request, runner.stream(question, image, history)):
-                if isinstance(event, TokenEvent):
+                if isinstance(event, TokenEvent) and schema is None:
                     yield chunk({"content": event.text})
                 elif isinstance(event, AnswerEvent):
-                    yield chunk({"content": sources_text(event.answer, base_url)}, "stop")
+                    # JSON comes whole at the end: a half-written object is no use to a parser.
+                    tail = sources_text(event.answer, base_url) if schema is None else await content(event.answer)
+                    yield chunk({"content": tail}, "stop")
         except Exception as exc:  # noqa: BLE001 (the stream is open: the error goes in it, in the usual shape)
             yield f"data: {json.dumps(streamed_error(exc))}\n\n"
         yield "data: [DONE]\n\n"

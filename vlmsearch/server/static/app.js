@@ -271,6 +271,44 @@ $("#ask-form").addEventListener("submit", async (e) => {
     }
   } finally { $("#ask-submit").disabled = false; }
 });
+// Objects: the detector's boxes drawn over the image (an SVG in the image's pixel space, so the
+// boxes scale with the picture), and listed under it.
+function objectsView(url, result) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${result.width} ${result.height}`);
+  for (const o of result.objects) {
+    const [x0, y0, x1, y1] = o.box;
+    const rect = document.createElementNS(svg.namespaceURI, "rect");
+    Object.entries({ x: x0, y: y0, width: x1 - x0, height: y1 - y0 }).forEach(([k, v]) => rect.setAttribute(k, v));
+    const label = document.createElementNS(svg.namespaceURI, "text");
+    label.setAttribute("x", x0 + 4);
+    label.setAttribute("y", y0 + Math.max(14, result.height / 40));
+    label.style.fontSize = `${Math.max(12, result.height / 40)}px`;
+    label.textContent = `${o.label} ${o.score.toFixed(2)}`;
+    svg.append(rect, label);
+  }
+  const list = result.objects.length
+    ? result.objects.map((o) => `${o.label} ${o.score.toFixed(2)} [${o.box.join(", ")}]`).join(" · ")
+    : "no objects found";
+  return el("figure", { className: "objects" }, el("div", { className: "boxed" }, el("img", { src: url, alt: "the image, its objects boxed" }), svg),
+    el("figcaption", { className: "muted", textContent: list }));
+}
+$("#ask-objects").addEventListener("click", async () => {
+  if (!askImage) { $("#ask-drop-text").textContent = "Pick an image first, then Objects"; return; }
+  const form = new FormData();
+  form.append("image", askImage, askImage.name || "image.png");
+  const labels = $("#ask-labels").value.trim();
+  if (labels) form.append("labels", labels);
+  const box = el("div");
+  $("#ask-thread").append(el("article", { className: "turn result" }, el("p", { className: "question", textContent: labels ? `Objects: ${labels}` : "Objects" }), box));
+  $("#ask-objects").disabled = true;
+  try {
+    const result = await (await api("/v1/detect", { method: "POST", body: form })).json();
+    box.append(objectsView(await fileURL(askImage), result));
+  } catch (error) {
+    box.append(el("span", { className: "error", textContent: error.message }));
+  } finally { $("#ask-objects").disabled = false; }
+});
 $("#ask-question").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("#ask-form").requestSubmit(); } });
 (async () => {  // the conversation as it was before the reload, its image pinned again
   try { askTurns = JSON.parse(localStorage.getItem(THREAD_KEY) || "[]"); } catch (_) { askTurns = []; }
