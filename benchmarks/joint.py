@@ -29,7 +29,6 @@ import numpy as np
 from benchmarks.common import RESULTS, print_table, write_json
 from vlmsearch.config import Settings, default_cache_dir
 from vlmsearch.errors import BadInputError
-from vlmsearch.eval.metrics import recall_and_mrr
 from vlmsearch.images import load_image
 from vlmsearch.joint.evaluate import (
     gallery,
@@ -38,6 +37,7 @@ from vlmsearch.joint.evaluate import (
     zero_shot_accuracy,
 )
 from vlmsearch.joint.pairs import Pair, load_pairs, split_pairs
+from vlmsearch.metrics import recall_and_mrr
 from vlmsearch.stores.rrf import rrf_fuse
 
 OPENCLIPART = Path("/usr/share/openclipart/png")

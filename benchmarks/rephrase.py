@@ -26,8 +26,8 @@ from benchmarks.common import percentiles_ms, print_table, write_json
 from vlmsearch.config import Settings
 from vlmsearch.demo.collection import wordnet_documents
 from vlmsearch.engine import Engine
-from vlmsearch.eval.metrics import recall_and_mrr
 from vlmsearch.images import load_image
+from vlmsearch.metrics import recall_and_mrr
 from vlmsearch.pipeline.rephrase import Rephraser, fallback_query, retrieval_queries
 from vlmsearch.pipeline.retrieve import Retriever
 from vlmsearch.pipeline.types import SearchQuery, VisualFacts

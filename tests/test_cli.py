@@ -68,7 +68,7 @@ def test_setup_again_finds_what_it_made_and_a_missing_adapter_is_one_line(tmp_pa
     adapter is gone fails saying which file."""
     from vlmsearch.config import Settings
     from vlmsearch.models.gguf_merge import merged_path
-    from vlmsearch.models.llamacpp import served_merge
+    from vlmsearch.models.merges import served_merge
 
     settings = Settings.create(profile="offline")
     merges = [m for spec in settings.profile.roles.values() if (m := served_merge(spec, settings.cache_dir))]

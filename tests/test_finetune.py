@@ -224,7 +224,7 @@ def test_setup_merges_the_adapters_a_profile_serves_merged_resolved_as_its_roles
     from vlmsearch.config import ModelSpec, Profile, Settings
     from vlmsearch.models.assets import qwen_gguf
     from vlmsearch.models.bundled import shipped_generator_lora
-    from vlmsearch.models.llamacpp import served_merge
+    from vlmsearch.models.merges import served_merge
 
     cache = Settings().cache_dir
     base, shipped = qwen_gguf(cache), shipped_generator_lora("generator-rag")

@@ -3,9 +3,9 @@ shapes and contracts, not the quality)."""
 
 import numpy as np
 import pytest
-
 import tiny_models
 from conftest import skimage_photo
+
 from vlmsearch.config import ModelSpec
 from vlmsearch.errors import MissingWeightsError
 from vlmsearch.models import Message, build_model, complete

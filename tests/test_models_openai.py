@@ -5,9 +5,9 @@ import base64
 import io
 
 import pytest
+from conftest import free_port, skimage_photo
 from PIL import Image
 
-from conftest import free_port, skimage_photo
 from vlmsearch.config import ModelSpec
 from vlmsearch.errors import ModelServerError
 from vlmsearch.models import Message, build_model, complete

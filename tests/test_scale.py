@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from vlmsearch.errors import ConfigError
 from vlmsearch.ingest.ray_engine import _each_alone_if_broken
 from vlmsearch.stores import open_existing_store

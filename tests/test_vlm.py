@@ -132,7 +132,8 @@ def _dataset(folder: Path) -> Path:
 
 
 def test_training_lowers_the_loss_and_resumes(tiny_lm, tmp_path):
-    from vlmsearch.vlm.train import VLMTrainSettings, train_vlm
+    from vlmsearch.vlm.stages import train_vlm
+    from vlmsearch.vlm.train import VLMTrainSettings
 
     data = _dataset(tmp_path / "data")
     settings = VLMTrainSettings(
@@ -211,7 +212,8 @@ def test_dpo_prefers_the_chosen_replies_and_resumes(tiny_lm, tmp_path):
     from vlmsearch.vlm.data import Conversation
     from vlmsearch.vlm.dpo import REFERENCE_FILE, pair_logprobs
     from vlmsearch.vlm.preferences import load_preferences
-    from vlmsearch.vlm.train import VLMTrainSettings, encoder_grids, train_vlm
+    from vlmsearch.vlm.stages import train_vlm
+    from vlmsearch.vlm.train import VLMTrainSettings, encoder_grids
 
     torch.manual_seed(0)
     VisionLanguageModel(config(tiny_lm, "mlp"), *load_lm(config(tiny_lm, "mlp"))).save_pretrained(tmp_path / "init")
@@ -366,7 +368,8 @@ def test_offline_lm_trains_and_captions(tmp_path):
     from vlmsearch.models.protocols import Message, complete
     from vlmsearch.vlm.chat import OwnVLMChat
     from vlmsearch.vlm.model import BUNDLED_LM
-    from vlmsearch.vlm.train import VLMTrainSettings, train_vlm
+    from vlmsearch.vlm.stages import train_vlm
+    from vlmsearch.vlm.train import VLMTrainSettings
 
     data = _dataset(tmp_path / "data")
     settings = VLMTrainSettings(

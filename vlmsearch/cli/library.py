@@ -25,7 +25,7 @@ def setup() -> None:
     from vlmsearch.models.assets import qwen_gguf
     from vlmsearch.models.gguf_merge import merged_gguf
     from vlmsearch.models.hf import quiet_transformers
-    from vlmsearch.models.llamacpp import served_merge
+    from vlmsearch.models.merges import served_merge
     from vlmsearch.vlm.model import dequantised_lm
 
     quiet_transformers()

@@ -100,7 +100,8 @@ def train_vlm_command(
     from vlmsearch.models.hf import quiet_transformers
     from vlmsearch.vlm.lora import LoRASettings
     from vlmsearch.vlm.model import VLMConfig
-    from vlmsearch.vlm.train import VLMTrainSettings, train_vlm
+    from vlmsearch.vlm.stages import train_vlm
+    from vlmsearch.vlm.train import VLMTrainSettings
 
     quiet_transformers()
     try:

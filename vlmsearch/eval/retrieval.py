@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vlmsearch.config import Settings
 from vlmsearch.errors import BadInputError
-from vlmsearch.eval.metrics import CUTOFFS, recall_and_mrr
+from vlmsearch.metrics import CUTOFFS, recall_and_mrr
 
 
 @dataclass(frozen=True)

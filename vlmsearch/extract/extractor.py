@@ -10,7 +10,6 @@ evidence it came from.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field, replace
 
@@ -157,6 +156,3 @@ def _squeezed(text: str) -> str:
     """Compared without case, spaces or punctuation: OCR drops spaces ("OPEN9AM") and models add them."""
     return "".join(c for c in text.casefold() if c.isalnum())
 
-
-def as_json_line(path: str, extraction: Extraction) -> str:
-    return json.dumps(extraction.to_json(path), ensure_ascii=False)

@@ -9,9 +9,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vlmsearch.config import ModelSpec
 from vlmsearch.errors import ConfigError
 from vlmsearch.joint.model import load_heads
-from vlmsearch.models.registry import build_model
+from vlmsearch.models.bundled import shipped_or_own
+from vlmsearch.models.registry import build_model, register
 
 
 def tower_features(tower, images: Sequence[Image.Image], with_classes: bool) -> np.ndarray:
@@ -45,3 +47,14 @@ class JointEmbedder:
         features = torch.from_numpy(self._text_tower.embed_texts(texts))
         with torch.inference_mode():
             return self.heads.embed_texts(features).numpy()
+
+
+# The heads trained by `vlmsearch train contrastive` and shipped in this package, served under the
+# bundled backend (the registry knows this module by name; the backend does not import it).
+SHIPPED_JOINT = {"joint-openclipart-siglip-ens": "joint-openclipart-siglip-ens"}
+
+
+@register("bundled", "image_text")
+def _image_text(spec: ModelSpec, cache_dir: Path) -> JointEmbedder:
+    path = shipped_or_own("image_text", spec.model, SHIPPED_JOINT, "vlmsearch.joint", "train one with `vlmsearch train contrastive`")
+    return JointEmbedder(path, cache_dir)

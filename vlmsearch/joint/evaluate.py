@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vlmsearch.eval.metrics import first_relevant_ranks, recall_and_mrr
 from vlmsearch.joint.pairs import Pair
+from vlmsearch.metrics import first_relevant_ranks, recall_and_mrr
 
 
 def gallery(pairs: Sequence[Pair], per_group: int = 5) -> list[Pair]:

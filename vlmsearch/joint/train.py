@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from vlmsearch.atomic import save_atomically
 from vlmsearch.config import ModelSpec
 from vlmsearch.errors import BadInputError
 from vlmsearch.joint.augment import augmented
@@ -39,7 +40,6 @@ from vlmsearch.joint.model import (
 )
 from vlmsearch.joint.pairs import Pair, load_pairs, split_of, split_pairs
 from vlmsearch.models.registry import build_model
-from vlmsearch.vlm.state import save_atomically
 
 REPORT_FILE = "training.json"
 STATE_FILE = "trainer_state.pt"

@@ -270,30 +270,6 @@ def _minilm() -> MiniLM:
     return MiniLM()  # one copy per process: the joint embedder's text tower is this same model
 
 
-# Joint image-text heads trained by `vlmsearch train contrastive` and shipped in the package.
-SHIPPED_JOINT = {"joint-openclipart-siglip-ens": "joint-openclipart-siglip-ens"}
-
-
-@register("bundled", "image_text")
-def _image_text(spec: ModelSpec, cache_dir: Path):
-    from vlmsearch.joint.embedder import JointEmbedder
-
-    path = shipped_or_own("image_text", spec.model, SHIPPED_JOINT, "vlmsearch.joint", "train one with `vlmsearch train contrastive`")
-    return JointEmbedder(path, cache_dir)
-
-
-SHIPPED_VLM = {"vlm-clipart-mlp": "vlm-clipart-mlp"}
-
-
-@register("bundled", "vlm")
-def _own_vlm(spec: ModelSpec, cache_dir: Path):
-    """Our VLM (`vlmsearch train vlm`): the shipped adapter by name, or a checkpoint folder by path."""
-    from vlmsearch.vlm.chat import OwnVLMChat
-
-    path = shipped_or_own("vlm", spec.model, SHIPPED_VLM, "vlmsearch.vlm", "train one with `vlmsearch train vlm`")
-    return OwnVLMChat(path, cache_dir, **spec.options)
-
-
 @register("bundled", "chat", "generator")
 def _chat(spec: ModelSpec, cache_dir: Path):
     """A bundled chat model on llama.cpp, its LoRA (if any) merged into it unless `merge_lora = false`."""

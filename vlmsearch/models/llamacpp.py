@@ -138,23 +138,3 @@ class LlamaCppChat:
 def _gguf_file(spec: ModelSpec, cache_dir: Path) -> LlamaCppChat:
     return LlamaCppChat(Path(spec.model).expanduser(), merged_dir=cache_dir / "models", **spec.options)
 
-
-def served_merge(spec: ModelSpec, cache_dir: Path) -> tuple[Path, Path] | None:
-    """The (GGUF model, LoRA adapter) that a role built from `spec` serves merged, or None: what
-    `vlmsearch setup` merges ahead, so that the first answer does not wait for it. Resolved as the
-    role's factory resolves them (the bundled chat model and a shipped adapter by name)."""
-    lora = spec.options.get("lora")
-    if not lora or not spec.options.get("merge_lora", True):
-        return None
-    if spec.backend == "llamacpp":
-        model, adapter = Path(spec.model).expanduser(), Path(lora).expanduser()
-    elif spec.backend == "bundled":
-        from vlmsearch.models.bundled import bundled_chat_files
-
-        model, adapter = bundled_chat_files(spec, cache_dir)
-    else:
-        return None
-    for path, what in ((model, "GGUF file"), (adapter, "LoRA adapter (GGUF)")):
-        if not path.is_file():
-            raise MissingWeightsError(f"{what} not found: {path}")
-    return model, adapter

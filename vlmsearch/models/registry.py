@@ -20,6 +20,9 @@ _BACKEND_MODULES = {
     "openai": "vlmsearch.models.openai_chat",
     "llamacpp": "vlmsearch.models.llamacpp",
 }
+# Models trained here serve themselves: their packages register under the bundled backend, and the
+# registry is told where they are, by name (a backend never imports a training package).
+_TRAINED_MODULES = {("bundled", "image_text"): "vlmsearch.joint.embedder", ("bundled", "vlm"): "vlmsearch.vlm.chat"}
 _ALIASES = {"hf": "transformers", "huggingface": "transformers", "llama.cpp": "llamacpp", "gguf": "llamacpp"}
 _FACTORIES: dict[tuple[str, str], Factory] = {}
 
@@ -42,9 +45,11 @@ def build_model(role: str, spec: ModelSpec, cache_dir: Path) -> Any:
     if backend not in _BACKEND_MODULES:
         raise ConfigError(f"unknown backend {spec.backend!r} for role {role}; known: {', '.join(known_backends())}")
     importlib.import_module(_BACKEND_MODULES[backend])
+    if (backend, role) in _TRAINED_MODULES:
+        importlib.import_module(_TRAINED_MODULES[(backend, role)])
     factory = _FACTORIES.get((backend, role))
     if factory is None:
-        roles = sorted(r for b, r in _FACTORIES if b == backend)
+        roles = sorted({r for b, r in [*_FACTORIES, *_TRAINED_MODULES] if b == backend})
         raise ConfigError(f"backend {backend!r} has no {role} models; it serves: {', '.join(roles)}")
     return factory(spec, cache_dir)
 

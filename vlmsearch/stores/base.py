@@ -24,13 +24,12 @@ from vlmsearch.records import (
     TopicHit,
     TopicRecord,
 )
-from vlmsearch.stores.health import IndexState, StoreHealth
+from vlmsearch.stores.doctor import Doctoring
+from vlmsearch.stores.health import IndexState
 from vlmsearch.stores.protocol import StoreInfo, TextImageWeights
 from vlmsearch.stores.rrf import rrf_fuse
+from vlmsearch.stores.tables import IMAGES, KEYWORD_COLUMN, PASSAGES, TOPICS, VECTOR_COLUMNS  # noqa: F401 (re-exported)
 
-IMAGES, PASSAGES, TOPICS = "images", "passages", "topics"
-KEYWORD_COLUMN = {IMAGES: "description", PASSAGES: "text", TOPICS: "topic"}  # what BM25 matches
-VECTOR_COLUMNS = {IMAGES: ("features", "text_vector", "joint"), PASSAGES: ("vector",), TOPICS: ("joint",)}
 Row = dict[str, Any]  # a table row: scalar columns; vectors only where a scan asks for them
 
 
@@ -86,7 +85,7 @@ def record(table: str, row: Row) -> ImageRecord | PassageRecord | TopicRecord:
     return TopicRecord(row["id"], row["doc_id"], row["source"], row["topic"], tuple(row["positions"] or ()), _vector(row["joint"]))
 
 
-class StoreBase:
+class StoreBase(Doctoring):
     """The reads of the `Store` protocol, `check`/`repair` and record scans, over backend primitives."""
 
     info: StoreInfo
@@ -238,13 +237,3 @@ class StoreBase:
 
     def _all_columns(self, table: str) -> list[str]:
         raise NotImplementedError
-
-    def check(self) -> StoreHealth:
-        from vlmsearch.stores import doctor
-
-        return doctor.check(self)
-
-    def repair(self) -> StoreHealth:
-        from vlmsearch.stores import doctor
-
-        return doctor.repair(self)

@@ -7,18 +7,25 @@ from pathlib import Path
 
 import numpy as np
 
-from vlmsearch.stores.base import (
-    IMAGES,
-    KEYWORD_COLUMN,
-    PASSAGES,
-    TOPICS,
-    VECTOR_COLUMNS,
-    StoreBase,
-)
 from vlmsearch.stores.health import StoreHealth
+from vlmsearch.stores.tables import IMAGES, KEYWORD_COLUMN, PASSAGES, TOPICS, VECTOR_COLUMNS
 
 
-def _dims(store: StoreBase) -> dict[str, int | None]:
+class Doctoring:
+    """`check` and `repair` for a store class (StoreBase): the store inherits them, and provides the
+    scans, counts and deletes they use (`_tables`, `_all_columns`, `_scan`, `_index_states`,
+    `_delete`, `count`, `finalize`, `location`, `info`)."""
+
+    def check(self) -> StoreHealth:
+        """Counts, broken or orphaned rows, index state (`vlmsearch doctor`)."""
+        return check(self)
+
+    def repair(self) -> StoreHealth:
+        """Delete the rows `check` calls broken, so that `index` can add them back whole; rebuild indices."""
+        return repair(self)
+
+
+def _dims(store: Doctoring) -> dict[str, int | None]:
     info = store.info
     return {"features": info.image_dim, "text_vector": info.text_dim, "vector": info.text_dim, "joint": info.joint_dim}
 
@@ -34,7 +41,7 @@ def _broken(value, dim: int | None) -> bool:
 class _Scan:
     """Everything the checks need, from one pass over each table."""
 
-    def __init__(self, store: StoreBase):
+    def __init__(self, store: Doctoring):
         self.duplicates: dict[str, set[str]] = defaultdict(set)
         self.bad_vectors: dict[str, set[str]] = defaultdict(set)
         self.missing_joint: set[str] = set()
@@ -78,7 +85,7 @@ class _Scan:
         }  # fmt: skip
 
 
-def check(store: StoreBase, scan: _Scan | None = None) -> StoreHealth:
+def check(store: Doctoring, scan: _Scan | None = None) -> StoreHealth:
     scan = scan or _Scan(store)
     health = StoreHealth(store=store.location, counts=store.count())
     for name in store._tables():
@@ -101,7 +108,7 @@ def check(store: StoreBase, scan: _Scan | None = None) -> StoreHealth:
     return health
 
 
-def repair(store: StoreBase) -> StoreHealth:
+def repair(store: Doctoring) -> StoreHealth:
     """Delete what `check` calls broken (whole documents, with their topics, where a passage is), then
     rebuild the indices. Returns the health before the repair; `index` on the same folders restores
     the deleted rows."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from vlmsearch.config import ModelSpec
 from vlmsearch.errors import BadInputError
+from vlmsearch.models.bundled import shipped_or_own
 from vlmsearch.models.protocols import GenerationOptions, Message
-from vlmsearch.models.registry import build_model
+from vlmsearch.models.registry import build_model, register
 from vlmsearch.models.serial import FairLock
 from vlmsearch.vlm.model import Precision, VisionLanguageModel
 
@@ -38,3 +40,15 @@ class OwnVLMChat:
                     yield piece[: max(0, len(piece) - (len(said) - cut))]
                     return
                 yield piece
+
+
+# Our VLM's adapter shipped in this package, served under the bundled backend (the registry knows
+# this module by name; the backend does not import it).
+SHIPPED_VLM = {"vlm-clipart-mlp": "vlm-clipart-mlp"}
+
+
+@register("bundled", "vlm")
+def _own_vlm(spec: ModelSpec, cache_dir: Path) -> OwnVLMChat:
+    """Our VLM (`vlmsearch train vlm`): the shipped adapter by name, or a checkpoint folder by path."""
+    path = shipped_or_own("vlm", spec.model, SHIPPED_VLM, "vlmsearch.vlm", "train one with `vlmsearch train vlm`")
+    return OwnVLMChat(path, cache_dir, **spec.options)

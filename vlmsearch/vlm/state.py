@@ -7,13 +7,14 @@ while saving leaves the previous state), and each step's batch depends only on (
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import torch
+
+from vlmsearch.atomic import save_atomically
 
 STATE_FILE = "trainer_state.pt"
 T = TypeVar("T")
@@ -42,14 +43,6 @@ def save_state(out: Path, named_trainable: dict[str, torch.Tensor], optimizer, s
         "weights": {name: value.detach().clone() for name, value in named_trainable.items()},
     }  # fmt: skip
     save_atomically(state, out / STATE_FILE)
-
-
-def save_atomically(state: dict, path: Path) -> None:
-    """torch.save, but a kill mid-save keeps the previous file whole (write aside, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
 
 
 def batch_at(items: Sequence[T], size: int, seed: int, step: int) -> list[T]:

@@ -195,13 +195,11 @@ def report_of(settings: VLMTrainSettings, model: VisionLanguageModel, samples: i
     return _write_report(settings, report)
 
 
-def train_vlm(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLMTrainReport:
+def train_supervised(settings: VLMTrainSettings, cache_dir: Path, progress=None) -> VLMTrainReport:
+    """The captioning and task stages (and LoRA on a hub VLM): next-token loss on conversations.
+    `vlm/stages.py` chooses between this and DPO."""
     if settings.init is None and settings.model is None and settings.lora is None:
         raise BadInputError("give --init (a checkpoint to continue) or a model to build (LM and adapter)")
-    if settings.stage == "dpo":
-        from vlmsearch.vlm.dpo import train_dpo
-
-        return train_dpo(settings, cache_dir, progress)
     conversations = [c for path in settings.data for c in load_conversations(path)]
     if settings.lora is not None:
         return _train_lora(settings, conversations, progress)

@@ -1,4 +1,5 @@
-"""Ranking metrics shared by every retrieval evaluation."""
+"""Ranking metrics shared by every retrieval evaluation (search, the joint heads, the rephraser): a base
+module, so training packages measure themselves without importing the evaluation CLI's package."""
 
 from __future__ import annotations
 
