@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test test-slow bench reliability eval eval-extract train-joint train-vlm train-generator clean
+.PHONY: setup demo test lint test-slow bench reliability eval eval-extract train-joint train-vlm train-generator clean
 
 setup:
 	@bash scripts/setup.sh
@@ -12,8 +12,12 @@ setup:
 demo: setup
 	$(BIN)/vlmsearch --store out/demo-store demo --out out/demo
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
+
+lint: setup  # seconds: the lint rules and the one format that pyproject.toml sets
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-slow: setup  # pytest exits 5 when no test is marked slow: that is not a failure
 	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]

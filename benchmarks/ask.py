@@ -61,7 +61,12 @@ def _measure(engine: Engine, pipeline: str, photos: dict[str, Path]) -> dict:
 def _stage_rows(label: str, results: dict) -> list[dict]:
     rows = []
     for pipeline, r in results.items():
-        shown = {**r["stages"], "first words shown (draft)": r["first_words"], "first sentence shown (checked)": r["first_sentence"], "end to end": r["end_to_end"]}
+        shown = {
+            **r["stages"],
+            "first words shown (draft)": r["first_words"],
+            "first sentence shown (checked)": r["first_sentence"],
+            "end to end": r["end_to_end"],
+        }
         rows += [{"profile": label, "pipeline": pipeline, "stage": stage, **p} for stage, p in shown.items()]
     return rows
 

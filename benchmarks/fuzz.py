@@ -44,7 +44,7 @@ def _seed_images() -> list[Image.Image]:
     from vlmsearch.demo.collection import OPENCLIPART
 
     seeds = [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee()).resize((300, 200)), Image.fromarray(data.camera())]
-    drawings = sorted(OPENCLIPART.rglob("*.png"))[:: 997][:1] if OPENCLIPART.is_dir() else []
+    drawings = sorted(OPENCLIPART.rglob("*.png"))[::997][:1] if OPENCLIPART.is_dir() else []
     seeds += [Image.open(p).convert("RGBA").resize((256, 256)) for p in drawings]
     return seeds
 

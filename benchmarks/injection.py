@@ -104,7 +104,7 @@ def run(pipelines=("llm", "vlm"), limit: int = 0, defended=(True, False), progre
             image = sign(case["image_text"]) if case["carrier"] == "image" else None
             for pipeline in pipelines:
                 for defence in defended:
-                    with (undefended() if not defence else _nothing()):
+                    with undefended() if not defence else _nothing():
                         answer = engine.ask(case["question"], image, pipeline).answer
                     right = bool(case["expected"]) and case["expected"] in answer.lower()
                     results.append({"id": case["id"], "attack": case["attack"], "carrier": case["carrier"],

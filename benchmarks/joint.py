@@ -170,9 +170,7 @@ def run(data: Path = OPENCLIPART, progress=None) -> dict:
             "topic acc": r.get("zero_shot_topic_accuracy", float("nan")),
             "photos t2i R@1": photo["text_to_image"]["recall@1"], "photos t2i mrr": photo["text_to_image"]["mrr"],
         })  # fmt: skip
-    print_table(
-        f"held-out openclipart ({len(clip_queries)} queries) + {len(photos)} photos, one gallery of {len(shown)} images", rows
-    )
+    print_table(f"held-out openclipart ({len(clip_queries)} queries) + {len(photos)} photos, one gallery of {len(shown)} images", rows)
     train_rows = [{"method": k.removeprefix("train_"), **r} for k, r in results.items() if k.startswith("train_")]
     print_table("training (2 CPU cores; tower features cached before this run)", train_rows)
     results["split"] = {"clip_art_queries": len(clip_queries), "photo_queries": len(photos), "gallery": len(shown), "topics": len(topics)}

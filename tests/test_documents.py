@@ -51,8 +51,7 @@ def test_overlap_must_be_smaller_than_size():
 
 def test_headings_are_boundaries_and_travel_with_their_text():
     text = "Intro line.\n\n# Minivan\nA minivan has sliding doors.\n\n## missile\nA missile carries a warhead.\n"
-    assert chunk_text(text, size=300, overlap=50) == [
-        "Intro line.", "Minivan: A minivan has sliding doors.", "missile: A missile carries a warhead."]
+    assert chunk_text(text, size=300, overlap=50) == ["Intro line.", "Minivan: A minivan has sliding doors.", "missile: A missile carries a warhead."]
     long_section = "# Cats\n" + " ".join(f"Cat fact number {i}." for i in range(40))
     chunks = chunk_text(long_section, size=200, overlap=40)
     assert len(chunks) > 3 and all(c.startswith("Cats: ") and len(c) <= 200 for c in chunks)

@@ -154,7 +154,9 @@ def test_generator_training_chats_are_the_pipelines_own_prompts(bucket, tmp_path
 def test_sign_reading_chats_answer_from_the_text_in_the_image_or_decline(bucket, tmp_path):
     from vlmsearch.finetune.rag_data import ABSTAIN
 
-    result = run_cli("train", "sign-data", "--bucket", str(bucket), "--out", str(tmp_path / "signs.jsonl"), "--count", "6", "--seed", "3", "--other-share", "0.5")
+    result = run_cli(
+        "train", "sign-data", "--bucket", str(bucket), "--out", str(tmp_path / "signs.jsonl"), "--count", "6", "--seed", "3", "--other-share", "0.5"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     found = re.search(r"(\d+) chats .*sign read (\d+), sign not asked \(declined\) (\d+), (\d+) left out", result.stdout)
     assert found, result.stdout

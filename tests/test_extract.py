@@ -67,7 +67,10 @@ def test_field_lists_and_schemas_become_nullable_objects(tmp_path):
     ):  # fmt: skip
         with pytest.raises(BadInputError, match=message):
             from_fields(bad)
-    for bad, message in (({"type": "array"}, "must describe an object"), ({"type": "object", "properties": {"a": {"type": "strin"}}}, "not a valid JSON Schema")):
+    for bad, message in (
+        ({"type": "array"}, "must describe an object"),
+        ({"type": "object", "properties": {"a": {"type": "strin"}}}, "not a valid JSON Schema"),
+    ):
         with pytest.raises(BadInputError, match=message):
             from_json_schema(bad)
     (tmp_path / "broken.json").write_text("{")
@@ -102,7 +105,7 @@ def test_the_retry_path_always_gives_a_valid_object_whatever_the_model(engine, b
 
 def test_a_reply_in_prose_is_read_and_checked():
     assert first_json_object('Sure! ```json\n{"a": 1}\n``` done') == {"a": 1}
-    assert first_json_object("{not json} then {\"b\": [1, 2]}") == {"b": [1, 2]}
+    assert first_json_object('{not json} then {"b": [1, 2]}') == {"b": [1, 2]}
     assert first_json_object("no object [1, 2]") is None
 
 

@@ -46,7 +46,10 @@ def test_a_counterfactual_asks_about_the_same_subject_and_states_its_answer_in_t
         numbers = set(re.findall(r"\d+", made.fact))
         assert numbers and set(re.findall(r"\d+", made.reply)) <= numbers and "[{n}]" in made.reply
         assert made.reply.replace(" [{n}]", "") != made.fact  # answered in other words than the passage's
-    assert with_fact("Ouzel: a bird. It dives.", "It weighs 3 kg.", random.Random(0)) in ("Ouzel: a bird. It weighs 3 kg. It dives.", "Ouzel: a bird. It dives. It weighs 3 kg.")
+    assert with_fact("Ouzel: a bird. It dives.", "It weighs 3 kg.", random.Random(0)) in (
+        "Ouzel: a bird. It weighs 3 kg. It dives.",
+        "Ouzel: a bird. It dives. It weighs 3 kg.",
+    )
 
 
 def _chats(n: int) -> list[Conversation]:

@@ -70,9 +70,7 @@ def test_ocr_finds_nothing_on_a_plain_photo(models):
 
 
 def test_text_embedder_ranks_by_meaning(models):
-    query, near, far = models.text_embedder.embed_texts(
-        ["how long do cats live", "the lifespan of a domestic cat", "espresso is brewed under pressure"]
-    )
+    query, near, far = models.text_embedder.embed_texts(["how long do cats live", "the lifespan of a domestic cat", "espresso is brewed under pressure"])
     assert query @ near > query @ far + 0.2
 
 

@@ -170,7 +170,7 @@ def test_vlm_pipeline_offline_with_our_trained_vlm(engine):
 
 
 def profile_with_vlm(tmp_path, backend: str, model: str, options: str = "") -> str:
-    offline = (Settings().profile.roles)
+    offline = Settings().profile.roles
     lines = [f'[roles.{role}]\nbackend = "{spec.backend}"\nmodel = "{spec.model}"' for role, spec in offline.items() if role != "vlm"]
     lines.append(f'[roles.vlm]\nbackend = "{backend}"\nmodel = "{model}"\n{options}')
     path = tmp_path / "with-vlm.toml"

@@ -171,7 +171,8 @@ def test_a_plain_answer_is_quoted_with_the_sentence_that_names_its_subject():
     attributor = Attributor(passages, embedder)
     asked = ["What is the water ouzel also called?", "water ouzel"]
     assert attributor.quote(asked, embedder.embed_texts(asked), 1.1) == (
-        'The closest passage says: "Water ouzel: small stocky diving bird. It is also called dipper." [1]')
+        'The closest passage says: "Water ouzel: small stocky diving bird. It is also called dipper." [1]'
+    )
     asked = ["How much does a water ouzel cost?"]
     assert attributor.quote(asked, embedder.embed_texts(asked), 1.1) is None  # nothing answers it well enough
     assert not says_not_found('The closest passage says: "It is also called dipper." [1]')
@@ -180,7 +181,8 @@ def test_a_plain_answer_is_quoted_with_the_sentence_that_names_its_subject():
     attributor = Attributor([PassageHit("c:0", "c", "/docs/cat.md", 0, cat, 1.0), passages[1]], embedder)
     asked = ["How big is Egyptian cat?", "Egyptian cat", "How big is this animal?"]  # as retrieval asked: rephrasing, subject, question
     assert attributor.quote(asked, embedder.embed_texts(asked), 1.1) == (
-        'The closest passage says: "A kind of: domestic cat. A small domestic feline with a compact body. Coats vary widely." [1]')
+        'The closest passage says: "A kind of: domestic cat. A small domestic feline with a compact body. Coats vary widely." [1]'
+    )
 
 
 def test_focused_passages_keep_the_relevant_sentences_in_order_within_budget():
@@ -197,13 +199,15 @@ def test_focused_passages_keep_the_relevant_sentences_in_order_within_budget():
 
 def test_a_raw_question_that_points_at_the_image_counts_half():
     pointing = SearchQuery("missile uses", fallbacks=("what is missile used for?",))
-    assert retrieval_queries("what is this used for?", pointing) == [
-        ("missile uses", 1.0), ("what is missile used for?", 1.0), ("what is this used for?", 0.5)]
+    assert retrieval_queries("what is this used for?", pointing) == [("missile uses", 1.0), ("what is missile used for?", 1.0), ("what is this used for?", 0.5)]
     unrelated = SearchQuery("espresso ingredients", fallbacks=("missile what is espresso made of?",))
     assert retrieval_queries("what is espresso made of?", unrelated)[-1] == ("what is espresso made of?", 1.0)
     kept_pointing = SearchQuery("what is this device called?", fallbacks=("what is Missile called?",))
     assert retrieval_queries("What else is this device called?", kept_pointing) == [
-        ("what is this device called?", 0.5), ("what is Missile called?", 1.0), ("What else is this device called?", 0.5)]
+        ("what is this device called?", 0.5),
+        ("what is Missile called?", 1.0),
+        ("What else is this device called?", 0.5),
+    ]
     no_image = SearchQuery("eiffel tower height", fallbacks=("how tall is it?",))
     assert retrieval_queries("how tall is it?", no_image) == [("eiffel tower height", 1.0), ("how tall is it?", 1.0)]
 

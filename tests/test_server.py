@@ -239,7 +239,12 @@ def test_openai_structured_outputs_follow_the_schema(server):
     image = "data:image/png;base64," + base64.b64encode(CAT).decode()
     messages = [{"role": "user", "content": [{"type": "text", "text": "how long do animals like this live?"},
                                              {"type": "image_url", "image_url": {"url": image}}]}]  # fmt: skip
-    schema = {"type": "object", "properties": {"lifespan": {"type": "string"}, "weight_kg": {"type": "number"}}, "required": ["lifespan", "weight_kg"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"lifespan": {"type": "string"}, "weight_kg": {"type": "number"}},
+        "required": ["lifespan", "weight_kg"],
+        "additionalProperties": False,
+    }
     fmt = {"type": "json_schema", "json_schema": {"name": "facts", "schema": schema, "strict": True}}
     data = json.loads(client.chat.completions.create(model="vlmsearch-llm", messages=messages, response_format=fmt).choices[0].message.content)
     assert set(data) == {"lifespan", "weight_kg"} and "12" in data["lifespan"] and data["weight_kg"] is None

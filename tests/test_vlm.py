@@ -291,7 +291,9 @@ def test_conversation_data_errors(tmp_path):
         load_conversations(bad)
     llava = tmp_path / "llava.json"
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
-    llava.write_text(json.dumps([{"image": "a.png", "conversations": [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A square."}]}]))
+    llava.write_text(
+        json.dumps([{"image": "a.png", "conversations": [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A square."}]}])
+    )
     (conversation,) = load_conversations(llava)
     assert conversation.messages[0] == {"role": "user", "content": "What is it?"} and conversation.image.name == "a.png"
 

@@ -65,10 +65,7 @@ class Profile(_Frozen):
         else:
             bundled = resources.files("vlmsearch.profiles") / f"{name_or_path}.toml"
             if not bundled.is_file():
-                raise ConfigError(
-                    f"unknown profile {name_or_path!r}; bundled: {', '.join(available_profiles())}"
-                    " (or give a path to a .toml file)"
-                )
+                raise ConfigError(f"unknown profile {name_or_path!r}; bundled: {', '.join(available_profiles())} (or give a path to a .toml file)")
             text, name = bundled.read_text(), name_or_path
         try:
             data = tomllib.loads(text)

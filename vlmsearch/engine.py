@@ -54,9 +54,7 @@ class Engine:
                 joint_embedder=joint.name if joint else None, joint_dim=joint.dim if joint else None,
             )  # fmt: skip
             search = self.settings.search
-            self._store = open_store(
-                self.settings.store, info, ann_min_rows=search.ann_min_rows, ann_refine_factor=search.ann_refine_factor
-            )
+            self._store = open_store(self.settings.store, info, ann_min_rows=search.ann_min_rows, ann_refine_factor=search.ann_refine_factor)
         return self._store
 
     @property

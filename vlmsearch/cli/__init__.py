@@ -14,9 +14,16 @@ app = typer.Typer(help="vlmsearch: multimodal search and answers over your image
 
 @app.callback()
 def main(
-    store: Annotated[str | None, typer.Option(help="Store: a folder (LanceDB), milvus:///file.db (Milvus Lite) or milvus://host:19530/name [default: $VLMSEARCH_STORE or a per-user data dir]")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Store: a folder (LanceDB), milvus:///file.db (Milvus Lite) or milvus://host:19530/name [default: $VLMSEARCH_STORE or a per-user data dir]"
+        ),
+    ] = None,
     profile: Annotated[str | None, typer.Option(help="Model profile: offline, hf-cpu, or a .toml file [default: $VLMSEARCH_PROFILE or offline]")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Change a setting: SECTION.KEY=VALUE, e.g. ingest.max_image_pixels=700000000 (repeatable)")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Change a setting: SECTION.KEY=VALUE, e.g. ingest.max_image_pixels=700000000 (repeatable)")
+    ] = None,
 ) -> None:
     state.store, state.profile, state.overrides = store, profile, set_ or []
 

@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
 def ask(
     question: Annotated[str, typer.Argument(help="The question")],
     image: Annotated[Path | None, typer.Option(help="An image the question is about")] = None,
-    pipeline: Annotated[str | None, typer.Option(help="llm or vlm [default: the profile's (offline: llm), else vlm if the profile has a VLM, else llm]")] = None,
+    pipeline: Annotated[
+        str | None, typer.Option(help="llm or vlm [default: the profile's (offline: llm), else vlm if the profile has a VLM, else llm]")
+    ] = None,
     trace: Annotated[bool, typer.Option("--trace", help="Show every stage: input, output, model, milliseconds")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: answer, citations, pipeline, trace")] = False,
 ) -> None:
@@ -124,8 +126,13 @@ def serve(
 
     try:
         settings = ServerSettings(
-            host=host, port=port, api_key=api_key, allow_paths=tuple(allow_path or ()), cors_origins=tuple(cors_origin or ()),
-            max_upload_bytes=max_upload_mb * 1024 * 1024, sbs=sbs,
+            host=host,
+            port=port,
+            api_key=api_key,
+            allow_paths=tuple(allow_path or ()),
+            cors_origins=tuple(cors_origin or ()),
+            max_upload_bytes=max_upload_mb * 1024 * 1024,
+            sbs=sbs,
         ).check()
         engine = open_engine()
         with console.status("loading models…", spinner="dots"):

@@ -88,9 +88,7 @@ StoreOption = Annotated[Path | None, typer.Option("--eval-store", help="Keep the
 @eval_app.command("make-bucket")
 def eval_make_bucket(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for <split>/{bucket.jsonl, images/, docs/}")] = Path("out/bucket"),
-    images: Annotated[Path, typer.Option(help="Labelled images: names or sidecar .txt captions say what each shows")] = Path(
-        "/usr/share/openclipart/png"
-    ),
+    images: Annotated[Path, typer.Option(help="Labelled images: names or sidecar .txt captions say what each shows")] = Path("/usr/share/openclipart/png"),
     split: Annotated[list[str] | None, typer.Option(help="test (held out: report on it), dev (tune on it), train; repeat")] = None,
     seed: Annotated[int, typer.Option(help="The same seed and images give the same bucket")] = 0,
     max_items: Annotated[int, typer.Option(min=0, help="At most this many items per split (0: all)")] = 0,
@@ -102,8 +100,7 @@ def eval_make_bucket(
 
     if not DEFAULT_DATA_NOUN.is_file():
         fail(VlmsearchError("the bucket's facts come from WordNet: apt-get install wordnet-base (make setup does it)"))
-    settings = BucketSettings(images=images, out=out_dir, splits=tuple(split or ("dev", "test")), seed=seed, max_items=max_items,
-                              conversations=conversations)
+    settings = BucketSettings(images=images, out=out_dir, splits=tuple(split or ("dev", "test")), seed=seed, max_items=max_items, conversations=conversations)
     try:
         with progress_bar() as progress:
             written = build_buckets(settings, WordNet(), progress)

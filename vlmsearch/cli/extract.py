@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
 def extract(
     images: Annotated[list[Path], typer.Argument(help="One or more images")],
     schema: Annotated[str | None, typer.Option(help="A JSON Schema file, or a pydantic model as module:Class")] = None,
-    fields: Annotated[str | None, typer.Option(help='Fields instead of a schema: "name, price: number, open_hours" (types: string, number, integer, boolean, list, date)')] = None,
+    fields: Annotated[
+        str | None, typer.Option(help='Fields instead of a schema: "name, price: number, open_hours" (types: string, number, integer, boolean, list, date)')
+    ] = None,
     pipeline: Annotated[str, typer.Option(help="llm: the image's text and labels; vlm: and our VLM's caption")] = "llm",
     docs: Annotated[bool, typer.Option("--docs", help="Also fill fields from passages retrieved for the image (each value names its passage)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='One line per image: {"path", "data", "sources"}')] = False,
@@ -31,7 +33,7 @@ def extract(
 
     try:
         if (schema is None) == (fields is None):
-            raise BadInputError("give the fields to extract: --schema FILE|module:Class, or --fields \"name, price: number\"")
+            raise BadInputError('give the fields to extract: --schema FILE|module:Class, or --fields "name, price: number"')
         wanted = load_schema(schema) if schema is not None else from_fields(fields)
         engine = open_engine()
         for path in images:

@@ -92,7 +92,9 @@ def search(
     image: Annotated[Path | None, typer.Option(help="Find images similar to this one")] = None,
     docs: Annotated[bool, typer.Option("--docs", help="Search document passages instead of images")] = False,
     k: Annotated[int, typer.Option("-k", min=1, max=1000, help="How many hits")] = 10,
-    where: Annotated[str | None, typer.Option(help="Filter on stored fields, e.g. \"path LIKE '%cats%'\" (SQL on LanceDB; a Milvus expression on Milvus, with = read as ==)")] = None,
+    where: Annotated[
+        str | None, typer.Option(help="Filter on stored fields, e.g. \"path LIKE '%cats%'\" (SQL on LanceDB; a Milvus expression on Milvus, with = read as ==)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print hits as a JSON array")] = False,
 ) -> None:
     """Search images by text (default) or by --image, or document passages (--docs)."""

@@ -88,7 +88,9 @@ def train_vlm_command(
     name: Annotated[str, typer.Option(help="Model name [default: vlm-<adapter>]")] = "",
     save_every: Annotated[int, typer.Option(min=1, help="Steps between saves; a killed run resumes from the last one")] = 50,
     beta: Annotated[float, typer.Option(min=0.0, help="dpo: how far preferences may pull the model from --init")] = 0.1,
-    keep: Annotated[list[Path] | None, typer.Option(help="dpo: conversations (JSONL) still trained on at each step, so the adapter's other tasks stay; repeat")] = None,
+    keep: Annotated[
+        list[Path] | None, typer.Option(help="dpo: conversations (JSONL) still trained on at each step, so the adapter's other tasks stay; repeat")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the training report as JSON")] = False,
 ) -> None:
     """Train our VLM's adapter (frozen EfficientNet-Lite0 encoder and frozen LM)."""
@@ -134,9 +136,7 @@ def train_vlm_command(
 @train_app.command("vlm-data")
 def train_vlm_data_command(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for <set>-{train,test}.jsonl")],
-    source: Annotated[Path, typer.Option(help="Image-text pairs: a folder (file names, sidecar .txt) or JSONL")] = Path(
-        "/usr/share/openclipart/png"
-    ),
+    source: Annotated[Path, typer.Option(help="Image-text pairs: a folder (file names, sidecar .txt) or JSONL")] = Path("/usr/share/openclipart/png"),
     max_per_group: Annotated[int, typer.Option(min=1, help="Images of one drawing at most")] = 3,
 ) -> None:
     """Build the VLM's training sets: captions (pretrain), sft, captioner and rephraser (task)."""
@@ -191,7 +191,14 @@ def train_generator_data(
     out_file: Annotated[Path, typer.Option("--out", help="Training chats (JSONL) for `train generator`")],
     pipeline: Annotated[str, typer.Option(help="The pipeline whose generator prompts are recorded")] = "llm",
     missed: Annotated[str, typer.Option(help="Answerable items whose document retrieval missed: skip, or decline (taught to abstain)")] = "skip",
-    counterfactual: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of answered items that also get a counterfactual pair: a number asked, stated in the passage (answered) or not (declined)")] = 0.5,
+    counterfactual: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of answered items that also get a counterfactual pair: a number asked, stated in the passage (answered) or not (declined)",
+        ),
+    ] = 0.5,
     seed: Annotated[int, typer.Option(help="Which items get a pair, and its question and fact")] = 0,
     limit: Annotated[int, typer.Option(min=0, help="Only the first N items (0: all)")] = 0,
 ) -> None:
@@ -255,7 +262,9 @@ def train_generator_command(
     data: Annotated[list[Path], typer.Option(help="Training chats (JSONL) from `train generator-data`; repeat to mix")],
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder: peft adapter, <name>.gguf for llama.cpp, training.json")],
     name: Annotated[str, typer.Option(help="The adapter's name (its GGUF file)")] = "generator-lora",
-    base: Annotated[str, typer.Option(help="The LM: the offline GGUF, or a Hugging Face id or folder (Qwen2 family for the GGUF adapter)")] = "bundled:qwen2.5-coder-0.5b-instruct",
+    base: Annotated[
+        str, typer.Option(help="The LM: the offline GGUF, or a Hugging Face id or folder (Qwen2 family for the GGUF adapter)")
+    ] = "bundled:qwen2.5-coder-0.5b-instruct",
     steps: Annotated[int, typer.Option(min=1)] = 100,
     batch_size: Annotated[int, typer.Option(min=1, help="Chats per step (one forward each, gradients summed)")] = 4,
     lr: Annotated[float, typer.Option(help="LoRA learning rate")] = 2e-4,
@@ -283,4 +292,4 @@ def train_generator_command(
         return
     out.print(f"{report.steps} steps on {report.samples} chats ({report.skipped_too_long} too long); held-out reply loss "
               f"{report.held_out_loss_before:.3f} -> {report.held_out_loss:.3f}", highlight=False)  # fmt: skip
-    out.print(f"llama.cpp adapter: {report.gguf}  (serve: [roles.generator] options = {{ lora = \"{report.gguf}\" }})", markup=False, highlight=False)
+    out.print(f'llama.cpp adapter: {report.gguf}  (serve: [roles.generator] options = {{ lora = "{report.gguf}" }})', markup=False, highlight=False)

@@ -49,10 +49,7 @@ def run_demo(engine: Engine, out_dir: Path, openclipart_images: int = 60, progre
         {"name": name, "src": src(str(by_name[name].resolve())), "hits": [image_row(h) for h in engine.similar_images(by_name[name], k=6)]}
         for name in SIMILAR_TO
     ]
-    passage_queries = [
-        {"query": q, "hits": [dict(h.to_json(), source=Path(h.source).name) for h in engine.search_passages(q, k=3)]}
-        for q in PASSAGE_QUERIES
-    ]
+    passage_queries = [{"query": q, "hits": [dict(h.to_json(), source=Path(h.source).name) for h in engine.search_passages(q, k=3)]} for q in PASSAGE_QUERIES]
     # Both designs side by side when the profile has a VLM (offline: ours), as in the reference system's SBS.
     pipelines = ("llm", "vlm") if engine.models.has("vlm") else ("llm",)
     answers = []

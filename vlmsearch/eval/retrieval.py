@@ -55,9 +55,7 @@ def rank_of(target: str, paths: list[str]) -> int | None:
     return next((i for i, p in enumerate(paths, 1) if Path(p).name == target), None)
 
 
-def evaluate_text_to_image(
-    settings: Settings, images: Path, queries: list[tuple[str, str]], file_names: bool = False, progress=None
-) -> RetrievalReport:
+def evaluate_text_to_image(settings: Settings, images: Path, queries: list[tuple[str, str]], file_names: bool = False, progress=None) -> RetrievalReport:
     from vlmsearch.engine import Engine
 
     if not images.is_dir():

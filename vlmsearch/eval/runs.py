@@ -86,9 +86,7 @@ def report(bucket: Bucket, a: str, b: str, folder: Path, answers_a, answers_b) -
     summaries = {j: summarize(a, b, j, bucket, found, answers_a, answers_b, reference) for j, found in by_judge.items()}
     verdicts = {j: combine(found)[0] for j, found in by_judge.items()}
     accuracy = {name: summarize_answers(scored(bucket, records)) for name, records in ((a, answers_a), (b, answers_b))}
-    return write_report(
-        folder / "report.html", bucket, a, b, summaries, verdicts, answers_a, answers_b, accuracy, human_agreement(people)
-    )
+    return write_report(folder / "report.html", bucket, a, b, summaries, verdicts, answers_a, answers_b, accuracy, human_agreement(people))
 
 
 def _human(folder: Path) -> list[Judgement]:

@@ -23,7 +23,45 @@ from vlmsearch.pipeline.generate import says_not_found
 
 _WORD = re.compile(r"[a-z]+|\d+(?:[.,]\d+)?")
 _STOP = frozenset(
-    ["a", "an", "the", "of", "in", "on", "at", "to", "for", "and", "or", "is", "are", "was", "were", "be", "it", "its", "this", "that", "with", "by", "as", "from", "which", "who", "has", "have", "had", "not", "no", "any", "some", "also", "very", "one", "kind"]
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "and",
+        "or",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "it",
+        "its",
+        "this",
+        "that",
+        "with",
+        "by",
+        "as",
+        "from",
+        "which",
+        "who",
+        "has",
+        "have",
+        "had",
+        "not",
+        "no",
+        "any",
+        "some",
+        "also",
+        "very",
+        "one",
+        "kind",
+    ]
 )
 
 

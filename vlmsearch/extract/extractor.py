@@ -155,4 +155,3 @@ def _is_float(text: str) -> bool:
 def _squeezed(text: str) -> str:
     """Compared without case, spaces or punctuation: OCR drops spaces ("OPEN9AM") and models add them."""
     return "".join(c for c in text.casefold() if c.isalnum())
-

@@ -57,11 +57,7 @@ def reading_order(lines: list[OcrLine]) -> Page:
         else:
             row.append((box, line))
     rows.sort(key=lambda r: min(b[1] for b, _ in r))
-    read = [
-        ReadLine(line.text, line.score, box, n)
-        for n, row in enumerate(rows)
-        for box, line in sorted(row, key=lambda item: item[0][0])
-    ]
+    read = [ReadLine(line.text, line.score, box, n) for n, row in enumerate(rows) for box, line in sorted(row, key=lambda item: item[0][0])]
     return Page(tuple(read))
 
 

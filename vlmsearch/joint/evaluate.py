@@ -31,9 +31,7 @@ def queries(pairs: Sequence[Pair]) -> list[Pair]:
     return list({p.group: p for p in reversed(pairs)}.values())[::-1]
 
 
-def retrieval_metrics(
-    image_vectors: np.ndarray, pairs: Sequence[Pair], query_vectors: np.ndarray, query_pairs: Sequence[Pair]
-) -> dict[str, dict[str, float]]:
+def retrieval_metrics(image_vectors: np.ndarray, pairs: Sequence[Pair], query_vectors: np.ndarray, query_pairs: Sequence[Pair]) -> dict[str, dict[str, float]]:
     """{'text_to_image': {...}, 'image_to_text': {...}} for images `pairs` and titles `query_pairs`."""
     relevant = np.array([[q.group == p.group for p in pairs] for q in query_pairs])  # (queries, images)
     scores = query_vectors @ image_vectors.T

@@ -20,7 +20,11 @@ _MAX_PIXELS = 64_000_000
 
 
 def image_features(
-    embed: Callable[[list], np.ndarray], tower: str, paths: Sequence[Path], cache_dir: Path, progress=None,
+    embed: Callable[[list], np.ndarray],
+    tower: str,
+    paths: Sequence[Path],
+    cache_dir: Path,
+    progress=None,
     label: str = "image features",
 ) -> tuple[np.ndarray, dict[Path, str]]:
     """(n, d) `embed(images)` of `paths` (cached ones reused, under the name `tower`), and the files that

@@ -19,9 +19,7 @@ def clip_loss(images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor, po
     return (image_to_text.mean() + text_to_image.mean()) / 2
 
 
-def siglip_loss(
-    images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, positives: torch.Tensor
-) -> torch.Tensor:
+def siglip_loss(images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
     """SigLIP's pairwise sigmoid loss (Zhai et al. 2023): every pair is its own binary problem."""
     logits = scale.exp() * images @ texts.T + bias
     signs = positives.float() * 2 - 1  # +1 for matching pairs, -1 for the rest

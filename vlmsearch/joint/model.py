@@ -135,8 +135,7 @@ def load_heads(checkpoint: Path) -> JointHeads:
 
     if not (checkpoint / CONFIG_FILE).is_file() or not (checkpoint / WEIGHTS_FILE).is_file():
         raise MissingWeightsError(
-            f"{checkpoint}: not a joint-embedding checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
-            "make one with `vlmsearch train contrastive`"
+            f"{checkpoint}: not a joint-embedding checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE}); make one with `vlmsearch train contrastive`"
         )
     config = JointConfig.model_validate_json((checkpoint / CONFIG_FILE).read_text())
     heads = JointHeads(config)

@@ -149,10 +149,7 @@ def _is_author(tail: str, authors: set[str], truncated: bool) -> bool:
         return False
     # A cut-off name: 'architetto_fr' of 'architetto_franc', or 'architetto_francesc' of a shorter cut.
     first = tail.split("_")[0]
-    return any(
-        a.split("_")[0].startswith(first) and (a.startswith(tail) or tail.startswith(a)) and len(tail) >= 4
-        for a in authors
-    )
+    return any(a.split("_")[0].startswith(first) and (a.startswith(tail) or tail.startswith(a)) and len(tail) >= 4 for a in authors)
 
 
 def strip_author(stem: str, authors: set[str]) -> str:

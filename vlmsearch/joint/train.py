@@ -280,9 +280,7 @@ def train(settings: ContrastiveSettings, cache_dir: Path, progress=None) -> Trai
         skipped={str(path): why for path, why in failed.items()},
         history=history,
     )  # fmt: skip
-    (settings.out / REPORT_FILE).write_text(
-        json.dumps({"settings": settings.model_dump(mode="json"), **report.to_json()}, indent=2) + "\n"
-    )
+    (settings.out / REPORT_FILE).write_text(json.dumps({"settings": settings.model_dump(mode="json"), **report.to_json()}, indent=2) + "\n")
     for member in range(settings.members):  # finished: a new run in this folder starts over (and gets the same heads)
         _state_file(settings.out, member).unlink(missing_ok=True)
     return report

@@ -41,8 +41,7 @@ def load_pretrained(load: Callable[[], T], model_id: str, purpose: str) -> T:
         if Path(model_id).expanduser().exists():
             raise MissingWeightsError(f"{purpose}: {model_id} is not a loadable model directory ({exc})") from None
         hint = (
-            "the hub is off (HF_HUB_OFFLINE=1): unset it, or fetch the weights first with "
-            f"`hf download {model_id}`, or give a local directory"
+            f"the hub is off (HF_HUB_OFFLINE=1): unset it, or fetch the weights first with `hf download {model_id}`, or give a local directory"
             if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
             else "check the id, your network, and HF_TOKEN for gated models"
         )
@@ -176,9 +175,7 @@ class HFChat:
     def _inputs(self, messages: Sequence[Message]):
         if self._processor is None:
             chat = [{"role": m.role, "content": m.text} for m in messages]
-            return self._tokenizer.apply_chat_template(
-                chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
-            )
+            return self._tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         chat, images = [], []
         for m in messages:
             parts = [{"type": "image"} for _ in m.images] + [{"type": "text", "text": m.text}]
@@ -203,8 +200,14 @@ class HFChat:
 
 
 def stream_generation(
-    model, tokenizer, inputs: dict, max_new_tokens: int, temperature: float = 0.0, skip_prompt: bool = True,
-    context=contextlib.nullcontext, **extra,
+    model,
+    tokenizer,
+    inputs: dict,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    skip_prompt: bool = True,
+    context=contextlib.nullcontext,
+    **extra,
 ) -> Iterator[str]:
     """`model.generate(**inputs)` in a worker thread, its text yielded piece by piece; an error in
     the worker is raised here, in the caller's thread. `context()` is entered in the worker (autocast

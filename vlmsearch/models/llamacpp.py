@@ -137,4 +137,3 @@ class LlamaCppChat:
 @register("llamacpp", "chat", "generator")
 def _gguf_file(spec: ModelSpec, cache_dir: Path) -> LlamaCppChat:
     return LlamaCppChat(Path(spec.model).expanduser(), merged_dir=cache_dir / "models", **spec.options)
-

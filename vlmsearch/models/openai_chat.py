@@ -30,9 +30,7 @@ def image_data_url(image: Image.Image, max_side: int | None = 1024) -> str:
 def _content(message: Message, max_image_side: int | None) -> str | list[dict]:
     if not message.images:
         return message.text
-    parts: list[dict] = [
-        {"type": "image_url", "image_url": {"url": image_data_url(im, max_image_side)}} for im in message.images
-    ]
+    parts: list[dict] = [{"type": "image_url", "image_url": {"url": image_data_url(im, max_image_side)}} for im in message.images]
     return parts + [{"type": "text", "text": message.text}]
 
 

@@ -96,7 +96,7 @@ def _numbers_kept(claim: str, source: str) -> float:
 
 def _bare(word: str) -> str:
     """A word as a name list holds it: lower case, no punctuation, no plural or possessive "s"."""
-    return re.sub(r"(?:'s|s)$", "", word.lower().strip("?.,!:;\"()"))
+    return re.sub(r"(?:'s|s)$", "", word.lower().strip('?.,!:;"()'))
 
 
 def _answer_scores(vectors: np.ndarray, texts: Sequence[str], queries: Sequence[str], query_vectors: np.ndarray) -> list[float]:

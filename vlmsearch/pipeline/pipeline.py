@@ -142,19 +142,34 @@ class Pipeline:
 
         facts: VisualFacts | None = None
         if image is not None and "visual_search" in stages:
-            facts = step("visual_search", self.visual_search.model_name, f"image {image.width}x{image.height}",
-                         lambda: self.visual_search(image), lambda f: f.to_json(), ("visual_search",))  # fmt: skip
+            facts = step(
+                "visual_search",
+                self.visual_search.model_name,
+                f"image {image.width}x{image.height}",
+                lambda: self.visual_search(image),
+                lambda f: f.to_json(),
+                ("visual_search",),
+            )
             yield StageEvent(trace[-1])
 
         query = None
         if "rephrase" in stages:
-            rephraser = Rephraser(self.models.get(self.spec.rephraser_role), sees_image=self.spec.rephraser_role == "vlm",
-                                  max_tokens=self.opts.max_rephrase_tokens, wordnet=self.wordnet)  # fmt: skip
+            rephraser = Rephraser(
+                self.models.get(self.spec.rephraser_role),
+                sees_image=self.spec.rephraser_role == "vlm",
+                max_tokens=self.opts.max_rephrase_tokens,
+                wordnet=self.wordnet,
+            )
             summary = f"question{' + image' if rephraser.sees_image and image else ''}{' + visual facts' if facts else ''}"
             summary += f" + {len(conversation.turns)} earlier turns" if conversation.turns else ""
             history = conversation.history_text()
-            query = step("rephrase", rephraser.model_name, summary, lambda: rephraser(question, facts, image, history),
-                         lambda q: q.text if q.retrieve else "(chit-chat: no retrieval)")  # fmt: skip
+            query = step(
+                "rephrase",
+                rephraser.model_name,
+                summary,
+                lambda: rephraser(question, facts, image, history),
+                lambda q: q.text if q.retrieve else "(chit-chat: no retrieval)",
+            )
             yield StageEvent(trace[-1])
         retrieval = query.retrieve if query else True
         query_text = query.text if query else question
@@ -162,9 +177,13 @@ class Pipeline:
         passages, queries = [], [(question, 1.0)]
         if retrieval and "retrieve" in stages:
             queries = retrieval_queries(question, query) if query else [(question, 1.0)]
-            passages = step("retrieve", self.retriever.model_name, " | ".join(f"{q} (x{w:g})" for q, w in queries),
-                            lambda: self.retriever(queries),
-                            lambda ps: [{"source": p.source, "position": p.position, "score": round(p.score, 4)} for p in ps])  # fmt: skip
+            passages = step(
+                "retrieve",
+                self.retriever.model_name,
+                " | ".join(f"{q} (x{w:g})" for q, w in queries),
+                lambda: self.retriever(queries),
+                lambda ps: [{"source": p.source, "position": p.position, "score": round(p.score, 4)} for p in ps],
+            )
             yield StageEvent(trace[-1])
 
         caption = None
@@ -223,10 +242,15 @@ class Pipeline:
             shown = [quoted] if quoted else declined or [NOT_SUPPORTED]
             yield TokenEvent(" ".join(shown))
         text = " ".join(s for s in shown if s)
-        trace.append(TraceStep("generate", generator.model_name, round(1000 * (time.perf_counter() - start), 1),
-                               f"question + {len(passages)} passages{' + caption' if gathered.caption else ''}",
-                               {"chars": len(text), "first_token_ms": first_token_ms, "unsupported_held_back": held,
-                                "declined_then_quoted": declined if quoted else []}))  # fmt: skip
+        trace.append(
+            TraceStep(
+                "generate",
+                generator.model_name,
+                round(1000 * (time.perf_counter() - start), 1),
+                f"question + {len(passages)} passages{' + caption' if gathered.caption else ''}",
+                {"chars": len(text), "first_token_ms": first_token_ms, "unsupported_held_back": held, "declined_then_quoted": declined if quoted else []},
+            )
+        )
         yield StageEvent(trace[-1])
         yield AnswerEvent(Answer(text, cited(text, passages), self.name, tuple(trace)))
 

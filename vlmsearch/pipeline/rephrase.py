@@ -146,9 +146,7 @@ def clean_query(text: str) -> str:
     return " ".join(" ".join(kept).strip("\"'`").split()[:24])
 
 
-def rephrase_prompt(
-    question: str, facts: VisualFacts | None, image: Image.Image | None, subject: str | None = None, history: str = ""
-) -> list[Message]:
+def rephrase_prompt(question: str, facts: VisualFacts | None, image: Image.Image | None, subject: str | None = None, history: str = "") -> list[Message]:
     """The rephraser's chat; our VLM's rephraser fine-tune is trained on exactly this (without
     `history`: the earlier turns of a conversation, which come first when there are some)."""
     # A small model mixes up several tag names; the single likeliest subject keeps it on track.
@@ -168,9 +166,7 @@ class Rephraser:
     def model_name(self) -> str:
         return self.model.name
 
-    def prompt(
-        self, question: str, facts: VisualFacts | None, image: Image.Image | None, named: list[str] | None = None, history: str = ""
-    ) -> list[Message]:
+    def prompt(self, question: str, facts: VisualFacts | None, image: Image.Image | None, named: list[str] | None = None, history: str = "") -> list[Message]:
         """The chat the model answers (preference data samples other replies to the same chat).
         `named`: the question's subjects, when the caller has them already."""
         named = subjects(question, facts, self.wordnet) if named is None else named

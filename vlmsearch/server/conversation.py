@@ -77,7 +77,7 @@ def read_history(raw: str | None, settings: ServerSettings) -> list[Turn]:
     try:
         data = json.loads(raw)
         if not isinstance(data, list):
-            raise ApiError(400, "history must be a JSON list of turns: [{\"question\", \"answer\", \"citations\", \"image\"?}]", "bad_input")
+            raise ApiError(400, 'history must be a JSON list of turns: [{"question", "answer", "citations", "image"?}]', "bad_input")
         items = [TurnIn.model_validate(item) for item in data]
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"history is not valid JSON: {exc.msg} at character {exc.pos}", "bad_input") from None
@@ -128,6 +128,7 @@ def split_sources(answer: str) -> tuple[str, tuple[Citation, ...]]:
 def with_passage_texts(turns: list[Turn], store) -> list[Turn]:
     """Citations that came back as links get their passage's text from the store: its heading
     names what an answer was about, which a follow-up's "it" stands for."""
+
     def filled(c: Citation) -> Citation:
         hit = store.passage(c.id) if c.id and not c.text else None
         return replace(c, text=hit.text, source=hit.source) if hit else c

@@ -218,8 +218,7 @@ class StoreBase(Doctoring):
         if TOPICS not in self._tables() or not self._table_rows(TOPICS):
             return []
         return [
-            TopicHit(r["id"], r["doc_id"], r["source"], r["topic"], tuple(r["positions"]), score)
-            for r, score in self._dense(TOPICS, "joint", vector, k, None)
+            TopicHit(r["id"], r["doc_id"], r["source"], r["topic"], tuple(r["positions"]), score) for r, score in self._dense(TOPICS, "joint", vector, k, None)
         ]
 
     def passages_at(self, doc_id: str, positions: Sequence[int]) -> list[PassageHit]:

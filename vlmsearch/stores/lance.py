@@ -84,8 +84,7 @@ class LanceStore(StoreBase):
         self.info = info if stored is None else self._migrate_joint(stored, info)
         existing = set(self._db.list_tables().tables)
         self._tables_by_name = {
-            name: self._db.open_table(name) if name in existing else self._db.create_table(name, schema=schema)
-            for name, schema in _schemas(self.info).items()
+            name: self._db.open_table(name) if name in existing else self._db.create_table(name, schema=schema) for name, schema in _schemas(self.info).items()
         }
         (self.path / INFO_FILE).write_text(self.info.model_dump_json(indent=2))
 
@@ -264,8 +263,9 @@ class LanceStore(StoreBase):
 
     def _index_states(self) -> list[IndexState]:
         return [
-            IndexState(table=name, column=tuple(ix.columns)[0], kind=ix.index_type,
-                       indexed_rows=ix.num_indexed_rows, unindexed_rows=ix.num_unindexed_rows)  # fmt: skip
+            IndexState(
+                table=name, column=tuple(ix.columns)[0], kind=ix.index_type, indexed_rows=ix.num_indexed_rows, unindexed_rows=ix.num_unindexed_rows
+            )  # fmt: skip
             for name, table in self._tables_by_name.items()
             for ix in table.list_indices()
         ]

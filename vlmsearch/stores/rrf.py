@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def rrf_fuse(
-    rankings: Sequence[Sequence[str]], k: int = 60, weights: Sequence[float] | None = None
-) -> list[tuple[str, float]]:
+def rrf_fuse(rankings: Sequence[Sequence[str]], k: int = 60, weights: Sequence[float] | None = None) -> list[tuple[str, float]]:
     """Fuse ranked id lists (best first) into one list of (id, score), best first; ties keep first-seen
     order. `weights` scales each ranking's votes (weighted RRF); all 1 by default."""
     scores: dict[str, float] = {}

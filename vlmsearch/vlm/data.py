@@ -81,10 +81,7 @@ def _llava(path: Path, text: str) -> list[Conversation]:
         out = []
         for number, item in enumerate(items):
             where = f"{path}[{number}]"
-            messages = [
-                {"role": _LLAVA_ROLES[turn["from"]], "content": turn["value"].replace("<image>", "").strip()}
-                for turn in item["conversations"]
-            ]
+            messages = [{"role": _LLAVA_ROLES[turn["from"]], "content": turn["value"].replace("<image>", "").strip()} for turn in item["conversations"]]
             out.append(Conversation(image_at(path.parent, item.get("image"), where), _check(messages, where)))
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise BadInputError(f'{path}: expected LLaVA JSON, a list of {{"image", "conversations": [{{"from", "value"}}]}} ({exc})') from None

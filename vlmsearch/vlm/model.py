@@ -241,8 +241,15 @@ class VisionLanguageModel(nn.Module):
         # A small VLM out of its domain (a photo for our clip-art model) loops ("a person, a person,
         # ..."); forbidding repeated trigrams ends such a reply instead of feeding the loop onward.
         yield from stream_generation(
-            self.lm, self.tokenizer, inputs, max_new_tokens, temperature, skip_prompt="input_ids" in inputs,
-            pad_token_id=pad, context=self._precision, no_repeat_ngram_size=3,
+            self.lm,
+            self.tokenizer,
+            inputs,
+            max_new_tokens,
+            temperature,
+            skip_prompt="input_ids" in inputs,
+            pad_token_id=pad,
+            context=self._precision,
+            no_repeat_ngram_size=3,
         )
 
     def trainable_state(self) -> dict[str, torch.Tensor]:

@@ -24,18 +24,50 @@ COLOURS = (((250, 250, 245), (20, 20, 20)), ((21, 67, 140), (255, 255, 255)), ((
 
 NAMES = {
     "dev": {
-        "shop": ["Bella's Bakery", "Green Leaf Cafe", "Harbour Books", "Nordic Bikes", "Corner Pharmacy", "Blue Door Deli",
-                 "Maple Hardware", "Sunrise Florist", "Oak Street Barber", "Golden Noodle"],
+        "shop": [
+            "Bella's Bakery",
+            "Green Leaf Cafe",
+            "Harbour Books",
+            "Nordic Bikes",
+            "Corner Pharmacy",
+            "Blue Door Deli",
+            "Maple Hardware",
+            "Sunrise Florist",
+            "Oak Street Barber",
+            "Golden Noodle",
+        ],
         "product": ["Oat Milk", "Basmati Rice", "Dark Chocolate", "Olive Oil", "Green Tea", "Rye Bread", "Honey", "Pasta Shells"],
         "town": ["Oxford", "Leeds", "Bristol", "York", "Bath", "Derby", "Exeter", "Dover"],
         "event": ["Book Fair", "Jazz Night", "Farmers Market", "Chess Club", "Yoga Class", "Film Evening"],
         "place": ["Town Hall", "Room 12", "Main Library", "Park Pavilion", "Hall B"],
     },
     "test": {
-        "shop": ["Rosa's Pizzeria", "Silver Spoon Diner", "Atlas Travel", "Pine Tree Pets", "City Optician", "Red Kite Tea Room",
-                 "Lotus Spa", "Northgate Tailors", "Kiwi Fruit Market", "Orbit Games", "Willow Dental", "Fox and Hound"],
-        "product": ["Almond Butter", "Brown Lentils", "Coconut Water", "Apple Juice", "Wild Rice", "Ground Coffee", "Peanut Oil",
-                    "Maple Syrup", "Sea Salt", "Corn Flakes"],
+        "shop": [
+            "Rosa's Pizzeria",
+            "Silver Spoon Diner",
+            "Atlas Travel",
+            "Pine Tree Pets",
+            "City Optician",
+            "Red Kite Tea Room",
+            "Lotus Spa",
+            "Northgate Tailors",
+            "Kiwi Fruit Market",
+            "Orbit Games",
+            "Willow Dental",
+            "Fox and Hound",
+        ],
+        "product": [
+            "Almond Butter",
+            "Brown Lentils",
+            "Coconut Water",
+            "Apple Juice",
+            "Wild Rice",
+            "Ground Coffee",
+            "Peanut Oil",
+            "Maple Syrup",
+            "Sea Salt",
+            "Corn Flakes",
+        ],
         "town": ["Cardiff", "Glasgow", "Norwich", "Chester", "Durham", "Lincoln", "Bangor", "Perth", "Truro", "Ely"],
         "event": ["Craft Fair", "Quiz Night", "Choir Practice", "Art Show", "Dance Workshop", "Poetry Reading", "Plant Swap"],
         "place": ["Village Hall", "Room 4", "Community Centre", "Studio 2", "East Wing", "Garden Room"],
@@ -62,7 +94,13 @@ def _phone(rng: random.Random) -> str:
     def digits(n: int) -> str:
         return "".join(str(rng.randint(0, 9)) for _ in range(n))
 
-    return rng.choice([f"0{rng.randint(11, 99)}{rng.randint(1, 9)} {digits(3)} {digits(4)}", f"+44 20 {digits(4)} {digits(4)}", f"({rng.randint(200, 999)}) {digits(3)}-{digits(4)}"])
+    return rng.choice(
+        [
+            f"0{rng.randint(11, 99)}{rng.randint(1, 9)} {digits(3)} {digits(4)}",
+            f"+44 20 {digits(4)} {digits(4)}",
+            f"({rng.randint(200, 999)}) {digits(3)}-{digits(4)}",
+        ]
+    )
 
 
 def _date(rng: random.Random) -> str:

@@ -94,7 +94,9 @@ def _conversation(body: ChatRequest, app):
     return check_query(question), image, with_passage_texts(history, app.engine.store)
 
 
-@router.post("/v1/chat/completions", summary="OpenAI-compatible chat: the last user message (text + image) answered by a pipeline, earlier messages as the conversation")
+@router.post(
+    "/v1/chat/completions", summary="OpenAI-compatible chat: the last user message (text + image) answered by a pipeline, earlier messages as the conversation"
+)
 async def chat_completions(request: Request, body: ChatRequest):
     app = state(request)
     # Off the event loop: decoding a large image takes a while, and other requests must not wait.
@@ -115,15 +117,25 @@ async def chat_completions(request: Request, body: ChatRequest):
 
     if not body.stream:
         answer = await final_answer(request, runner.stream(question, image, history))
-        return JSONResponse({
-            "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": await content(answer)}}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        })  # fmt: skip
+        return JSONResponse(
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": body.model,
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": await content(answer)}}],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            }
+        )
 
     def chunk(delta: dict, finish: str | None = None) -> str:
-        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": body.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+        data = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": body.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
     async def chunks() -> AsyncIterator[str]:

@@ -25,7 +25,9 @@ def search_text(request: Request, q: str = Query(..., max_length=4000), k: int =
 
 
 @router.post("/v1/search", summary="Image -> similar images")
-async def search_image(request: Request, image: UploadFile = File(...), k: int = Form(10, ge=1, le=200), where: str | None = Form(None, max_length=500)) -> dict:
+async def search_image(
+    request: Request, image: UploadFile = File(...), k: int = Form(10, ge=1, le=200), where: str | None = Form(None, max_length=500)
+) -> dict:
     app = state(request)
     picture = await read_image(image, app.settings)
     hits = await run_in_threadpool(app.engine.similar_images, picture, k, where)
