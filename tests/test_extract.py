@@ -159,3 +159,18 @@ def test_the_commands_print_json_in_the_order_given(bakery, tmp_path):
     assert all(set(d) == {"label", "score", "box"} for d in detected)
     refused = run_cli("extract", str(bakery))
     assert refused.returncode == 1 and "give the fields to extract" in refused.stderr
+
+
+def test_with_docs_a_field_comes_from_a_retrieved_passage_and_names_it(engine, bakery, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bakery.md").write_text("# Bella's Bakery\nBella's Bakery on Mill Lane was founded in 1987 by Bella Rossi, and bakes its croissants at 5am.")
+    (docs / "tides.md").write_text("# Tides\nThe tide rises twice a day on most coasts.")
+    assert engine.index([docs]).added == 2
+    without = engine.extract(bakery, "shop_name, founded: integer")
+    assert without.data["founded"] is None  # the sign does not say
+    extraction = engine.extract(bakery, "shop_name, founded: integer", docs=True)
+    assert extraction.data["founded"] == 1987
+    passage = extraction.sources["founded"]
+    assert passage.endswith(":0") and extraction.sources["shop_name"] == "image:text"
+    assert any(e.source == passage and "1987" in e.text for e in extraction.evidence)
