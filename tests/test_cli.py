@@ -113,3 +113,13 @@ def test_chat_json_reads_one_turn_per_line(indexed_store, sample_dir):
     assert "conversation" not in {step["stage"] for step in alone["trace"]} and "visual_search" not in {s["stage"] for s in alone["trace"]}
     bad = run_cli("--store", str(indexed_store), "chat", "--json", stdin="not json\n")
     assert bad.returncode == 1 and "stdin line 1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_version_comes_from_one_place():
+    from importlib.metadata import version
+
+    from vlmsearch import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"vlmsearch {__version__}"
+    assert version("vlmsearch") == __version__  # the package's metadata reads the same attribute

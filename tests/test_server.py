@@ -77,6 +77,9 @@ def test_models_and_health(server):
     assert {m["id"] for m in models["data"]} >= {"vlmsearch-llm", "vlmsearch-vlm"} and models["profile"] == "offline"
     health = httpx.get(f"{server}/healthz").json()
     assert health["status"] == "ok" and health["images"] >= 3
+    from vlmsearch import __version__
+
+    assert health["version"] == __version__
 
 
 def test_openai_client_chats_with_an_image(server):

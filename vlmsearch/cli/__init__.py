@@ -12,6 +12,14 @@ from vlmsearch.cli.common import state
 app = typer.Typer(help="vlmsearch: multimodal search and answers over your images and documents.", no_args_is_help=True)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from vlmsearch import __version__
+
+        typer.echo(f"vlmsearch {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     store: Annotated[
@@ -24,6 +32,7 @@ def main(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Change a setting: SECTION.KEY=VALUE, e.g. ingest.max_image_pixels=700000000 (repeatable)")
     ] = None,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit")] = False,
 ) -> None:
     state.store, state.profile, state.overrides = store, profile, set_ or []
 

@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
+from vlmsearch import __version__
 from vlmsearch.images import load_image
 from vlmsearch.server.errors import ApiError
 from vlmsearch.server.jobs import safe_name, sniffed_suffix
@@ -137,4 +138,4 @@ def _usable(engine, pipeline: str) -> bool:
 async def healthz(request: Request) -> dict:
     app = state(request)
     counts = await run_in_threadpool(app.engine.store.count)
-    return {"status": "ok", "profile": app.engine.settings.profile.name, "store": app.engine.settings.store, **counts}
+    return {"status": "ok", "version": __version__, "profile": app.engine.settings.profile.name, "store": app.engine.settings.store, **counts}
