@@ -174,3 +174,25 @@ def test_with_docs_a_field_comes_from_a_retrieved_passage_and_names_it(engine, b
     passage = extraction.sources["founded"]
     assert passage.endswith(":0") and extraction.sources["shop_name"] == "image:text"
     assert any(e.source == passage and "1987" in e.text for e in extraction.evidence)
+
+
+@pytest.mark.skipif(not DRAWINGS.is_dir(), reason="needs Debian's openclipart-png")
+def test_the_extraction_set_is_rendered_and_scored(tmp_path):
+    from vlmsearch.eval.extraction import build_located, load_items
+
+    written = build_located(tmp_path / "set", Path("eval/natural/subjects.json"), DRAWINGS)
+    cards, scenes = load_items(written["test"]["extract"]), load_items(written["test"]["detect"])
+    assert len(cards) >= 60 and len(scenes) >= 20 and {c["kind"] for c in cards} >= {"shop sign", "ticket", "price tag"}
+    folder = written["dev"]["extract"].parent
+    for name, items in (("extract-few.jsonl", load_items(written["dev"]["extract"])[:2]), ("detect-few.jsonl", load_items(written["dev"]["detect"])[:2])):
+        (folder / name).write_text("".join(json.dumps(i) + "\n" for i in items))
+    out = tmp_path / "report"
+    scored = run_cli("eval", "extract", "--bucket", str(folder / "extract-few.jsonl"), "--out", str(out))
+    assert scored.returncode == 0, scored.stderr
+    report = json.loads((out / "extract-llm.json").read_text())
+    assert report["items"] == 2 and report["valid_share"] == 1.0 and report["fields_of_another_schema"] > 0
+    assert 0 <= report["exact_match"] <= 1 and set(report["per_kind"]) == {"shop sign", "price tag"}
+    located = run_cli("eval", "detect", "--bucket", str(folder / "detect-few.jsonl"), "--out", str(out))
+    assert located.returncode == 0, located.stderr
+    detected = json.loads((out / "detect.json").read_text())
+    assert detected["objects"] == 1 + 2 and detected["box_recall_any_label"] > 0.5 and (out / "detect.png").is_file()

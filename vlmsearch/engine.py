@@ -32,6 +32,14 @@ def check_query(text: str) -> str:
     return text
 
 
+def zero_shot_labels(labels: Sequence[str]) -> list[str]:
+    """Labels as the user typed them, each once, blanks dropped; none left is a clear error."""
+    cleaned = list(dict.fromkeys(label.strip() for label in labels if label.strip()))
+    if not cleaned:
+        raise BadInputError("no labels given: pass a comma-separated list, e.g. 'cat, dog, car'")
+    return cleaned
+
+
 class Engine:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -110,9 +118,7 @@ class Engine:
         picture = self.open_image(image)
         if not labels:
             return self.models.tagger.tag([picture], top_k=top_k)[0]
-        labels = list(dict.fromkeys(label.strip() for label in labels if label.strip()))
-        if not labels:
-            raise BadInputError("no labels given: pass a comma-separated list, e.g. 'cat, dog, car'")
+        labels = zero_shot_labels(labels)
         model = self.models.image_text
         scores = label_scores(model, model.embed_images([picture]), model.embed_texts(labels))
         return top_tags(scores, labels, [None] * len(labels), top_k)[0]
@@ -170,9 +176,7 @@ class Engine:
         from vlmsearch.extract import Detector
 
         if labels is not None:
-            labels = list(dict.fromkeys(label.strip() for label in labels if label.strip()))
-            if not labels:
-                raise BadInputError("no labels given: pass a comma-separated list, e.g. 'cat, dog, car'")
+            labels = zero_shot_labels(labels)
             if not self.models.has("image_text"):
                 raise ConfigError(f"profile {self.settings.profile.name!r} has no image_text model for zero-shot labels")
         options = self.settings.extract

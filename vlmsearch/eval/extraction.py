@@ -128,7 +128,7 @@ def run_extract(engine, bucket: Path, pipeline: str = "llm", progress=None, mism
     items = load_items(bucket)
     task = progress.add_task(f"extract ({pipeline})", total=len(items)) if progress else None
     rows, misfits = [], []
-    for item in items:
+    for number, item in enumerate(items):
         schema = from_json_schema(item["schema"])
         start = time.perf_counter()
         extraction = engine.extract(bucket.parent / item["image"], schema, pipeline=pipeline)
@@ -143,18 +143,19 @@ def run_extract(engine, bucket: Path, pipeline: str = "llm", progress=None, mism
             rows.append({"id": item["id"], "kind": item["kind"], "font": item["font"], "field": field, "expected": expected,
                          "value": value, "right": field_right(expected, value), "valid": valid, "ms": ms})  # fmt: skip
         if mismatched:
-            misfits.extend(_misfit(engine, bucket, item, items, pipeline))
+            misfits.extend(_misfit(engine, bucket, number, items, pipeline))
         if task is not None:
             progress.advance(task)
     return ExtractRun(rows, misfits)
 
 
-def _misfit(engine, bucket: Path, item: dict, items: list[dict], pipeline: str) -> list[dict]:
-    """The card asked another kind's schema (a ticket's fields of a shop sign): its fields that the
-    card's own schema lacks are nowhere on it, so any value there is invented."""
+def _misfit(engine, bucket: Path, number: int, items: list[dict], pipeline: str) -> list[dict]:
+    """Card `number` asked another kind's schema (a ticket's fields of a shop sign): its fields that
+    the card's own schema lacks are nowhere on it, so any value there is invented."""
     from vlmsearch.extract import from_json_schema
 
-    other = next((i for i in items[items.index(item) + 1 :] + items if i["kind"] != item["kind"]), None)
+    item = items[number]
+    other = next((i for i in items[number + 1 :] + items if i["kind"] != item["kind"]), None)
     if other is None:
         return []
     extraction = engine.extract(bucket.parent / item["image"], from_json_schema(other["schema"]), pipeline=pipeline)
@@ -171,10 +172,10 @@ def run_detect(engine, bucket: Path, progress=None) -> dict:
     scenes = []
     for item in items:
         path = bucket.parent / item["image"]
+        picture = engine.open_image(path)  # read once: the detector and the baseline look at the same pixels
         start = time.perf_counter()
-        got = engine.detect(path, item["labels"])
+        got = engine.detect(picture, item["labels"])
         times.append(1000 * (time.perf_counter() - start))
-        picture = engine.open_image(path)
         whole = engine.tag(picture, item["labels"], top_k=1)[0]
         whole_box = (0, 0, picture.width, picture.height)
         detections += len(got)
