@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test lint test-slow bench reliability eval eval-extract train-joint train-vlm train-generator clean
+.PHONY: setup demo test lint docs docs-build test-slow bench reliability eval eval-extract train-joint train-vlm train-generator clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,15 @@ test: setup lint
 lint: setup  # seconds: the lint rules and the one format that pyproject.toml sets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The documentation site (docs/, mkdocs.yml): `docs` serves it with live reload, `docs-build` builds it strictly
+# (a broken link, a missing page or a reference page that no longer generates fails), as CI does.
+export NO_MKDOCS_2_WARNING := 1
+export DISABLE_MKDOCS_2_WARNING := true
+docs: setup
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
+docs-build: setup
+	$(BIN)/mkdocs build --strict --site-dir out/site
 
 test-slow: setup  # pytest exits 5 when no test is marked slow: that is not a failure
 	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]

@@ -1,7 +1,7 @@
 """Screenshots of the web page for README, taken by Debian's Chromium against a running server:
 
     vlmsearch serve --store out/demo-store &
-    python scripts/screenshot_page.py http://127.0.0.1:8000 IMAGE "QUESTION" --out docs/
+    python scripts/screenshot_page.py http://127.0.0.1:8000 IMAGE "QUESTION" --out docs/images/
 
 Writes page-ask.png (desktop, after the answer has streamed in, trace open) and page-phone.png."""
 

@@ -53,7 +53,7 @@ if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
 fi
 
 step "vlmsearch and its dependencies (pinned in constraints.txt)"
-run $PIP install -c constraints.txt --find-links "$WHEELS" -e ".[dev,scale]"
+run $PIP install -c constraints.txt --find-links "$WHEELS" -e ".[dev,scale,docs]"
 
 step "offline model files"
 run "$VENV/bin/vlmsearch" setup

@@ -53,6 +53,20 @@ def setup() -> None:
     except VlmsearchError as exc:
         fail(exc)
     console.print(f"offline chat model ready: {path}")
+    for line in missing_system_data():
+        console.print(line)
+
+
+def missing_system_data() -> list[str]:
+    """What pip cannot install: Debian's data packages, said with the command that installs each."""
+    from vlmsearch.demo.collection import OPENCLIPART
+    from vlmsearch.knowledge.wordnet import DEFAULT_DATA_NOUN
+
+    needs = [
+        (DEFAULT_DATA_NOUN.is_file(), "wordnet-base", "WordNet: info cards, `vlmsearch demo`, `eval make-bucket`"),
+        (OPENCLIPART.is_dir(), "openclipart-png", "clip art: the demo's drawings, `train contrastive`, `eval make-bucket`"),
+    ]
+    return [f"missing {what}: sudo apt-get install {package}" for present, package, what in needs if not present]
 
 
 def index(
