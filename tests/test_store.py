@@ -105,6 +105,37 @@ def test_ann_index_finds_the_same_neighbours(where):
         assert store.images_by_vector(unit(vectors[i]), k=1)[0].id == f"img{i}"
 
 
+def test_lance_hnsw_candidate_list_grows_with_the_table(tmp_path):
+    from vlmsearch.stores.lance import hnsw_ef
+
+    assert hnsw_ef(1_000_000, 10, 4) == 300  # what lifted recall@10 from 0.85 to 0.95 at 1M (benchmarks.search --sweep)
+    assert hnsw_ef(100_000, 10, 4) < hnsw_ef(1_000_000, 10, 4) < hnsw_ef(10_000_000, 10, 4)
+    assert hnsw_ef(400, 30, 4) == 120  # never under the candidates asked: Lance refuses ef < k x refine
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((400, 8)).astype(np.float32)
+    store = open_store(str(tmp_path / "lance"), INFO, ann_min_rows=100)
+    store.add_images([image(i, "thing", v) for i, v in enumerate(vectors)])
+    assert store._ef("images", "features", 10) is None  # not indexed yet: exact search
+    store.finalize()
+    assert store._ef("images", "features", 30) == 120
+    for k in (1, 30):  # a deep query (hybrid asks 30) goes through the index with its own ef
+        assert store.images_by_vector(unit(vectors[7]), k=k)[0].id == "img7"
+    store.ann_ef = 0  # Lance's own default, as before
+    assert store._ef("images", "features", 10) is None and store.images_by_vector(unit(vectors[7]), k=1)[0].id == "img7"
+
+
+def test_lance_ivf_flat_index_is_exact_within_its_partitions(tmp_path):
+    vectors = np.random.default_rng(2).standard_normal((400, 8)).astype(np.float32)
+    store = open_store(str(tmp_path / "lance"), INFO, ann_min_rows=100, ann_index="ivf_flat")
+    store.add_images([image(i, "thing", v) for i, v in enumerate(vectors)])
+    store.finalize()
+    assert {ix.kind for ix in store._index_states() if ix.column == "features"} == {"IvfFlat"}
+    for i in (3, 150, 399):
+        assert store.images_by_vector(unit(vectors[i]), k=1)[0].id == f"img{i}"
+    with pytest.raises(ConfigError, match="ivf_flat"):
+        open_store(str(tmp_path / "other"), INFO, ann_index="hnsw")
+
+
 JOINT = INFO.model_copy(update={"joint_embedder": "joint-test", "joint_dim": 4})
 
 

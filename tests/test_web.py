@@ -10,7 +10,7 @@ import pytest
 from conftest import skimage_photo
 from test_judge_page import CHROMIUM_ARGS, chromium
 
-# Where the page's screenshots go: README's pictures are made here (VLMSEARCH_SCREENSHOTS=docs).
+# Where the page's screenshots go: the docs' pictures are made here (VLMSEARCH_SCREENSHOTS=docs/images).
 SCREENSHOTS = Path(os.environ.get("VLMSEARCH_SCREENSHOTS", "out/screenshots"))
 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 

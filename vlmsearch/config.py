@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -108,8 +108,11 @@ class SearchSettings(_Frozen):
     k: int = 10
     ann_min_rows: int = 5000  # below this, exact vector search is fast enough and exact
     ann_refine_factor: int = 4  # re-rank 4k ANN candidates with full vectors: recall@10 0.90 -> 0.999 at 100k
+    # The embedded store's vector index, for tables of ann_min_rows or more: "ivf_hnsw_sq" (fast, recall@10
+    # 0.89-0.95 at 1M rows) or "ivf_flat" (recall 1.000 at 1M, 2.3x the time, 1.6x the disk): stores/lance.py.
+    ann_index: Literal["ivf_hnsw_sq", "ivf_flat"] = "ivf_hnsw_sq"
     # Text -> image search sums weighted scores (stores.protocol.TextImageWeights), chosen on the val split
-    # of openclipart plus photos for the offline towers (README, Performance): BM25 over the query's
+    # of openclipart plus photos for the offline towers (docs: the lab notebook): BM25 over the query's
     # best, the text embedding's cosine, and the joint model's logit (its logit_scale x cosine).
     keyword_weight: float = 0.2
     text_weight: float = 1.25

@@ -41,6 +41,8 @@ def zero_shot_labels(labels: Sequence[str]) -> list[str]:
 
 
 class Engine:
+    """The settings, the profile's models (each loaded on first use) and the store (opened on first use)."""
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self.models = Models(settings.profile, settings.cache_dir)
@@ -50,10 +52,13 @@ class Engine:
 
     @classmethod
     def from_config(cls, store: Path | str | None = None, profile: str | None = None, overrides: Sequence[str] = ()) -> Engine:
+        """`store`: a folder or a Milvus URI (default `$VLMSEARCH_STORE`, else a per-user data dir); `profile`:
+        offline, hf-cpu or a TOML file; `overrides`: "SECTION.KEY=VALUE" strings, as the CLI's `--set`."""
         return cls(Settings.create(store=store, profile=profile, overrides=overrides))
 
     @property
     def store(self) -> Store:
+        """The store, opened with this profile's embedders (a store built by other embedders is refused)."""
         if self._store is None:
             image, text = self.models.image_embedder, self.models.text_embedder
             joint = self.models.image_text if self.models.has("image_text") else None
@@ -62,7 +67,9 @@ class Engine:
                 joint_embedder=joint.name if joint else None, joint_dim=joint.dim if joint else None,
             )  # fmt: skip
             search = self.settings.search
-            self._store = open_store(self.settings.store, info, ann_min_rows=search.ann_min_rows, ann_refine_factor=search.ann_refine_factor)
+            self._store = open_store(
+                self.settings.store, info, ann_min_rows=search.ann_min_rows, ann_refine_factor=search.ann_refine_factor, ann_index=search.ann_index
+            )
         return self._store
 
     @property
@@ -108,6 +115,7 @@ class Engine:
         return self.store.images_by_text(text, vector, k or search.k, where, joint, weights)
 
     def similar_images(self, image: Path | str | Image.Image, k: int | None = None, where: str | None = None) -> list[ImageHit]:
+        """Image -> images: the indexed images that look most like `image` (cosine of image features)."""
         image = self.open_image(image)
         vector = self.models.image_embedder.embed_images([image])[0]
         return self.store.images_by_vector(vector, k or self.settings.search.k, where)
@@ -215,6 +223,7 @@ class Engine:
         return load_image(image, self.settings.ingest.max_image_pixels)
 
     def search_passages(self, text: str, k: int | None = None, where: str | None = None) -> list[PassageHit]:
+        """Text -> passages: keyword (BM25) and dense search over the indexed documents, fused by RRF."""
         text = check_query(text)
         vector = self.models.text_embedder.embed_texts([text])[0]
         return self.store.passages(text, vector, k or self.settings.search.k, where)

@@ -72,7 +72,7 @@ def detect(
     labels: Annotated[str | None, typer.Option(help="Comma-separated labels to look for (zero-shot); default: the tagger's classes")] = None,
     as_json: Annotated[bool, typer.Option("--json", help='[{"label", "score", "box": [x0, y0, x1, y1]}] in pixels')] = False,
 ) -> None:
-    """The objects in an image and where they are (coarse boxes: see README, Limits)."""
+    """The objects in an image and where they are (coarse boxes: see the docs, Limits)."""
     try:
         found = open_engine().detect(image, labels.split(",") if labels is not None else None)
     except VlmsearchError as exc:

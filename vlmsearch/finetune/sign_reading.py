@@ -8,7 +8,7 @@ image". A share of the questions (a tenth by default) ask what another kind of s
 are declined, so the model reads the sign rather than copying any number it sees. The share
 matters: half (counted twice) taught it to decline bucket questions it answered before (dev false
 abstentions 0 -> 7 of 55), and a fifth (counted once) taught it no reading; a tenth, counted twice,
-read signs and kept dev (README, The generator's fine-tune). A value OCR did not read is left out:
+read signs and kept dev (docs: the generator's fine-tune). A value OCR did not read is left out:
 the prompt cannot answer it.
 """
 

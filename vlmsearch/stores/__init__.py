@@ -13,7 +13,9 @@ __all__ = [
 ]  # fmt: skip
 
 
-def open_store(location: str | Path | StoreLocation, info: StoreInfo, ann_min_rows: int = 5000, ann_refine_factor: int = 4) -> Store:
+def open_store(
+    location: str | Path | StoreLocation, info: StoreInfo, ann_min_rows: int = 5000, ann_refine_factor: int = 4, ann_index: str = "ivf_hnsw_sq"
+) -> Store:
     """The store at `location` (a folder: LanceDB; `milvus://...`: Milvus), created if absent."""
     location = location if isinstance(location, StoreLocation) else parse_location(location)
     if location.engine == "milvus":
@@ -22,7 +24,7 @@ def open_store(location: str | Path | StoreLocation, info: StoreInfo, ann_min_ro
         return MilvusStore(location, info, ann_refine_factor=ann_refine_factor)
     from vlmsearch.stores.lance import LanceStore
 
-    return LanceStore(location.path, info, ann_min_rows=ann_min_rows, ann_refine_factor=ann_refine_factor)
+    return LanceStore(location.path, info, ann_min_rows=ann_min_rows, ann_refine_factor=ann_refine_factor, ann_index=ann_index)
 
 
 def stored_info(location: str | Path | StoreLocation) -> StoreInfo | None:

@@ -40,8 +40,8 @@ class TextImageWeights:
     0-1), the cosine of the text embedding over tags, OCR and cards, and the joint embedding's cosine
     (the engine folds the joint model's logit scale into `joint`).
 
-    Chosen for the offline profile's towers on the val split of openclipart plus photos (README,
-    Performance); other towers: measure with `vlmsearch eval retrieval` and set `search.*_weight`.
+    Chosen for the offline profile's towers on the val split of openclipart plus photos (docs: the lab
+    notebook); other towers: measure with `vlmsearch eval retrieval` and set `search.*_weight`.
     """
 
     keyword: float = 1.0

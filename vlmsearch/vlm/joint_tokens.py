@@ -6,7 +6,7 @@ adapter trains on captions, and name held-out drawings more often than our VLM's
 come from the same frozen encoder pass: the heads take the grid's pooled features and the encoder's
 class probabilities, so the VLM still takes grids only and nothing changes for the data, the cache
 or the chat. Measured on the offline adapter, two such tokens bought nothing that as many more
-training steps without them did not (README, Performance): they are an option, not in the shipped
+training steps without them did not (docs: the lab notebook): they are an option, not in the shipped
 checkpoint.
 """
 
