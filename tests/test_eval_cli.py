@@ -96,6 +96,7 @@ def test_bad_requests_get_one_clear_line(bucket, tmp_path):
     assert judge.returncode == 1 and "openai:<base url>/<model>" in judge.stderr
 
 
+@pytest.mark.slow  # ~47 s: our VLM answers every item four times; training tooling, not a user path
 def test_rephraser_ranks_and_dpo_preference_pairs(bucket, tmp_path):
     import tiny_models
 
@@ -151,6 +152,7 @@ def test_generator_training_chats_are_the_pipelines_own_prompts(bucket, tmp_path
             assert set(re.findall(r"\d+", reply["content"].replace(f"[{n}]", ""))) <= set(re.findall(r"\d+", cited[2]))
 
 
+@pytest.mark.slow  # ~55 s: sign chats through the real pipeline and `eval signs`: training tooling of the generator's LoRA (make train-generator)
 def test_sign_reading_chats_answer_from_the_text_in_the_image_or_decline(bucket, tmp_path):
     from vlmsearch.finetune.rag_data import ABSTAIN
 

@@ -222,6 +222,7 @@ def _train_and_die(settings, cache, saves: int) -> None:
     joint_train.train(settings, cache)
 
 
+@pytest.mark.slow  # ~32 s: a real kill and resume of `train contrastive`; the VLM's kill-and-resume test stays in the default tier
 def test_a_killed_run_resumes_to_the_same_heads(small_clipart, tmp_path):
     from vlmsearch.joint.train import STATE_FILE, ContrastiveSettings, train
 

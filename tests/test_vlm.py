@@ -384,6 +384,7 @@ def test_offline_lm_trains_and_captions(tmp_path):
     assert reply.strip()
 
 
+@pytest.mark.slow  # ~39 s: three training stages through the CLI; the stages' loops are tested in the default tier
 def test_train_vlm_cli_stages_and_errors(tiny_lm, joint_on_encoder, tmp_path):
     from conftest import run_cli
 

@@ -232,8 +232,9 @@ class LanceStore(StoreBase):
 
     def _ef(self, table: str, column: str, k: int) -> int | None:
         """HNSW's candidate list for a query of `k`: it must grow with the rows in a partition. Lance's default
-        kept recall@10 at 0.85 on 1M rows (~4,000 a partition); ef = 300 gave 0.954 for 1.13x the time, while more
-        partitions probed or more refining did not help (`python -m benchmarks.search --sweep`)."""
+        kept recall@10 at 0.85 on 1M rows (~4,000 a partition); ef = 300 gave 0.954 for 1.13x the time, refining
+        x20 the same for 1.45x, probing more partitions nothing (`python -m benchmarks.search --sweep`). An IVF-flat
+        index ignores it."""
         if self.ann_ef is not None:
             return self.ann_ef or None
         if (table, column) not in self._indexed_rows:  # rows under the column's ANN index; 0: none, exact search
