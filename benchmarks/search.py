@@ -20,7 +20,6 @@ from vlmsearch.stores import StoreInfo, open_store
 
 DIM = 384  # the offline text embedder's size
 WORDS = np.array("cat dog coffee rocket car tree house river music stone bread glass paper metal cloud".split())
-ANN_INDEX = ["ivf_hnsw_sq"]  # --ann-index: LanceDB's index type
 VOCABULARY = 30_000  # --text zipf: words ranked by frequency as in prose (Zipf's law, exponent ~1.1)
 
 
@@ -125,12 +124,20 @@ def sweep(store, probe: np.ndarray, truth: list[set[int]], queries_text: list[st
 
 
 def measure(
-    kind: str, data: np.ndarray, texts: list[str], queries_text: list[str], probe: np.ndarray, truth: list[set[int]], k: int, with_sweep: bool = False
+    kind: str,
+    data: np.ndarray,
+    texts: list[str],
+    queries_text: list[str],
+    probe: np.ndarray,
+    truth: list[set[int]],
+    k: int,
+    with_sweep: bool = False,
+    ann_index: str = "ivf_hnsw_sq",
 ) -> dict:
     info = StoreInfo(image_embedder="bench", image_dim=8, text_embedder="bench", text_dim=DIM)
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         location, folder = _location(kind, Path(tmp))
-        store = open_store(location, info, ann_min_rows=1, ann_index=ANN_INDEX[0])
+        store = open_store(location, info, ann_min_rows=1, ann_index=ann_index)
         started = time.perf_counter()
         for start in range(0, len(data), BATCH):
             end = min(len(data), start + BATCH)
@@ -154,7 +161,15 @@ def measure(
             "recall@10": round(float(np.mean(recalls)), 4), "dense": percentiles_ms(dense_s), "hybrid": percentiles_ms(hybrid_s), **({"sweep": swept} if swept else {})}  # fmt: skip
 
 
-def run(sizes=(10_000, 100_000), queries: int = 200, k: int = 10, stores=("lance", "milvus"), with_sweep: bool = False, text: str = "uniform15") -> dict:
+def run(
+    sizes=(10_000, 100_000),
+    queries: int = 200,
+    k: int = 10,
+    stores=("lance", "milvus"),
+    with_sweep: bool = False,
+    text: str = "uniform15",
+    ann_index: str = "ivf_hnsw_sq",
+) -> dict:
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((256, DIM))
     results = {}
@@ -168,7 +183,7 @@ def run(sizes=(10_000, 100_000), queries: int = 200, k: int = 10, stores=("lance
             exact_s.append(time.perf_counter() - t)
         results[str(n)] = {"exact_numpy": percentiles_ms(exact_s)}
         for kind in stores:
-            results[str(n)][kind] = measure(kind, data, texts, [query_text(texts[q], text) for q in range(len(probe))], probe, truth, k, with_sweep)
+            results[str(n)][kind] = measure(kind, data, texts, [query_text(texts[q], text) for q in range(len(probe))], probe, truth, k, with_sweep, ann_index)
             print(f"{n:,} vectors, {kind}: {results[str(n)][kind]}", flush=True)
     rows = []
     for n, r in results.items():
@@ -192,5 +207,4 @@ if __name__ == "__main__":
     parser.add_argument("--sweep", action="store_true", help="LanceDB's recall/latency curve over its query parameters")
     args = parser.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split(","))
-    ANN_INDEX[0] = args.ann_index
-    print(write_json("search", run(sizes, args.queries, stores=tuple(args.stores.split(",")), with_sweep=args.sweep, text=args.text)))
+    print(write_json("search", run(sizes, args.queries, stores=tuple(args.stores.split(",")), with_sweep=args.sweep, text=args.text, ann_index=args.ann_index)))

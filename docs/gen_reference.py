@@ -134,18 +134,15 @@ def http_page(spec: dict) -> str:
 
 def field_comments(model: type[BaseModel]) -> dict[str, str]:
     """Each field's comment in config.py: the comment lines just above it and the one at its line's end."""
-    source = inspect.getsource(model).splitlines()
-    comments, above = {}, []
-    for node in ast.parse(inspect.getsource(model)).body[0].body:
+    source = inspect.getsource(model)
+    lines, comments = source.splitlines(), {}
+    for node in ast.parse(source).body[0].body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            first = node.lineno - 1
-            above = []
-            index = first - 1
-            while index >= 0 and source[index].strip().startswith("#"):
-                above.insert(0, source[index].strip().lstrip("# "))
+            above, index = [], node.lineno - 2
+            while index >= 0 and lines[index].strip().startswith("#"):
+                above.insert(0, lines[index].strip().lstrip("# "))
                 index -= 1
-            line = source[node.end_lineno - 1]
-            trailing = line.split("  # ", 1)[1] if "  # " in line else ""
+            _, _, trailing = lines[node.end_lineno - 1].partition("  # ")
             comments[node.target.id] = " ".join([*above, trailing]).strip()
     return comments
 
@@ -168,7 +165,7 @@ def config_page() -> str:
             "",
             f"## `{section}`",
             "",
-            inspect.cleandoc(model.__doc__ or "") if model.__doc__ and "BaseModel" not in model.__doc__ else "",
+            inspect.cleandoc(model.__doc__ or ""),
             "",
             "| key | type | default | what and why |",
             "|---|---|---|---|",
