@@ -23,6 +23,7 @@ from vlmsearch.pipeline.rephrase import (
     subjects,
 )
 from vlmsearch.pipeline.types import Match, SearchQuery, VisualFacts
+from vlmsearch.pipeline.visual_search import spelled_as
 from vlmsearch.records import InfoCard, PassageHit, Tag
 
 CAT = VisualFacts((Tag("Egyptian cat", 0.4, "n02124075"),), "", InfoCard("Egyptian cat", "a domestic cat of Egypt"), ())
@@ -185,6 +186,26 @@ def test_a_plain_answer_is_quoted_with_the_sentence_that_names_its_subject():
     )
 
 
+def test_an_answer_restating_the_wrong_sentence_of_its_passage_gives_way_to_the_answering_one():
+    embedder = MiniLM()
+    penguin = (
+        "Emperor penguin: It lives only in Antarctica and breeds on the sea ice in the middle of winter. "
+        "The female lays a single egg, and the male keeps it warm on his feet for about 65 days. It stands about 115 cm tall."
+    )
+    attributor = Attributor([PassageHit("p:0", "p", "/docs/penguin.md", 0, penguin, 1.0)], embedder)
+    asked = ["Emperor penguin egg care", "How does this bird look after its egg?"]
+    wrong = attributor.mark("It lives only in Antarctica [1].")
+    assert wrong.supported and wrong.support == 0
+    assert attributor.answering(wrong, asked) == "The female lays a single egg, and the male keeps it warm on his feet for about 65 days [1]."
+    right = attributor.mark("The male keeps the egg warm on his feet.")
+    assert right.supported and attributor.answering(right, asked) is None  # it answers already
+    asked = ["Where does this bird live in winter?"]  # the first sentence answers: its heading is left out
+    assert attributor.answering(attributor.mark("It is about 115 cm tall."), asked) == (
+        "It lives only in Antarctica and breeds on the sea ice in the middle of winter [1]."
+    )
+    assert attributor.answering(attributor.mark("The sky is green."), asked) is None  # unsupported: nothing to give way
+
+
 def test_focused_passages_keep_the_relevant_sentences_in_order_within_budget():
     embedder = MiniLM()
     passages = [
@@ -231,3 +252,11 @@ def test_instructions_in_other_languages_and_shapes_are_removed(attack):
 ])  # fmt: skip
 def test_ordinary_sentences_are_kept(text):
     assert as_data(text) == text
+
+
+def test_a_sign_names_a_topic_by_its_spelling_or_its_head_word():
+    assert spelled_as("GREYWHALE", "Grey whale") == 1.0  # OCR dropped the space
+    assert spelled_as("ORCAWATCHING", "Orca") == spelled_as("CAT CAFE", "Domestic cat") == 0.84  # the head word
+    assert spelled_as("CHERRIES", "Cherry") == spelled_as("MOONLANDING", "The Moon") == 0.84  # plural, "the" aside
+    assert spelled_as("TENNIS CLUB", "Tennis racket") == 0.42  # half its letters, not the head
+    assert spelled_as("TENNIS CLUB", "Badminton racket") == spelled_as("DEER CROSSING", "Horse") == 0.0
