@@ -23,7 +23,6 @@ from vlmsearch.pipeline.rephrase import (
     subjects,
 )
 from vlmsearch.pipeline.types import Match, SearchQuery, VisualFacts
-from vlmsearch.pipeline.visual_search import spelled_as
 from vlmsearch.records import InfoCard, PassageHit, Tag
 
 CAT = VisualFacts((Tag("Egyptian cat", 0.4, "n02124075"),), "", InfoCard("Egyptian cat", "a domestic cat of Egypt"), ())
@@ -252,11 +251,3 @@ def test_instructions_in_other_languages_and_shapes_are_removed(attack):
 ])  # fmt: skip
 def test_ordinary_sentences_are_kept(text):
     assert as_data(text) == text
-
-
-def test_a_sign_names_a_topic_by_its_spelling_or_its_head_word():
-    assert spelled_as("GREYWHALE", "Grey whale") == 1.0  # OCR dropped the space
-    assert spelled_as("ORCAWATCHING", "Orca") == spelled_as("CAT CAFE", "Domestic cat") == 0.84  # the head word
-    assert spelled_as("CHERRIES", "Cherry") == spelled_as("MOONLANDING", "The Moon") == 0.84  # plural, "the" aside
-    assert spelled_as("TENNIS CLUB", "Tennis racket") == 0.42  # half its letters, not the head
-    assert spelled_as("TENNIS CLUB", "Badminton racket") == spelled_as("DEER CROSSING", "Horse") == 0.0

@@ -10,7 +10,6 @@ Fixed regions are a cheap stand-in for an object detector; no offline detector s
 from __future__ import annotations
 
 import math
-import re
 from difflib import SequenceMatcher
 
 from PIL import Image
@@ -31,11 +30,6 @@ TEXT_REGION = "text in the image"
 # OCR often drops spaces ("FIREEXTINGUISHER"); a topic spelled the same but for spaces and case is
 # what the text names. Near spellings count too: OCR misreads a letter now and then.
 MIN_SPELLING_MATCH = 0.85
-# A sign names a topic by its head word as often as in full: "ORCAWATCHING", "CAT CAFE" (Domestic
-# cat), "MUSHROOMS" (Button mushroom). A topic whose last word, or half its letters, the text holds
-# is named, unless another candidate is named as well ("BEWARE OF BEARS": brown or polar?).
-MIN_WORDS_NAMED = 0.5
-_NAME_WORD = re.compile(r"[a-z]{3,}")
 
 
 def region_boxes(image: Image.Image) -> list[tuple[str, tuple[int, int, int, int]]]:
@@ -72,7 +66,7 @@ class VisualSearch:
         return VisualFacts(tuple(tags), ocr_text, card, tuple(similar), self._named(ocr_text) + self._matches(image))
 
     def _named(self, ocr_text: str) -> tuple[Match, ...]:
-        """Document topics that the text in the image names (a sign saying "GREY WHALE")."""
+        """Document topics that the text in the image spells out (a sign saying "GREY WHALE")."""
         if not ocr_text.strip() or not self.matches or not self.models.has("image_text"):
             return ()
         lines = [line for line in ocr_text.splitlines() if len(_letters(line)) >= 3]
@@ -80,13 +74,10 @@ class VisualSearch:
             return ()
         found: dict[str, Match] = {}
         for line, vector in zip(lines, self.models.image_text.embed_texts(lines)):
-            hits = self.store.topics_by_joint(vector, self.matches)
-            named = [(hit, share) for hit in hits if (share := spelled_as(line, hit.topic)) > 0]
-            if sum(share < MIN_SPELLING_MATCH for _, share in named) > 1:  # two topics share its word: neither for sure
-                named = [(hit, share) for hit, share in named if share >= MIN_SPELLING_MATCH]
-            for hit, share in named:
-                if hit.id not in found or share > found[hit.id].score:
-                    found[hit.id] = Match(hit.topic, hit.source, hit.doc_id, hit.positions, round(share, 4), TEXT_REGION)
+            for hit in self.store.topics_by_joint(vector, self.matches):
+                spelling = SequenceMatcher(None, _letters(line), _letters(hit.topic)).ratio()
+                if spelling >= MIN_SPELLING_MATCH and (hit.id not in found or spelling > found[hit.id].score):
+                    found[hit.id] = Match(hit.topic, hit.source, hit.doc_id, hit.positions, round(spelling, 4), TEXT_REGION)
         return tuple(sorted(found.values(), key=lambda m: -m.score))
 
     def _matches(self, image: Image.Image) -> tuple[Match, ...]:
@@ -105,23 +96,6 @@ class VisualSearch:
                 if hit.id not in best or score > best[hit.id].score:
                     best[hit.id] = Match(hit.topic, hit.source, hit.doc_id, hit.positions, round(score, 4), region)
         return tuple(sorted(best.values(), key=lambda m: -m.score)[: self.matches])
-
-
-def spelled_as(text: str, topic: str) -> float:
-    """How surely `text` names `topic`: its spelling ratio when that is near, else the share of the
-    topic's letters in words the text holds (1 when it holds the last, the head word), else 0."""
-    letters = _letters(text)
-    spelling = SequenceMatcher(None, letters, _letters(topic)).ratio()
-    if spelling >= MIN_SPELLING_MATCH:
-        return spelling
-    words = _NAME_WORD.findall(topic.lower())
-    if not words or words == ["the"]:
-        return 0.0
-    held = [w for w in words if w != "the" and (w in letters or (w.endswith("y") and w[:-1] + "ies" in letters))]
-    if words[-1] in held:
-        return MIN_SPELLING_MATCH - 0.01  # below any near spelling: a whole name outranks a head word
-    share = sum(map(len, held)) / sum(len(w) for w in words if w != "the")
-    return round(share * (MIN_SPELLING_MATCH - 0.01), 4) if share >= MIN_WORDS_NAMED else 0.0
 
 
 def _letters(text: str) -> str:
