@@ -185,26 +185,6 @@ def test_a_plain_answer_is_quoted_with_the_sentence_that_names_its_subject():
     )
 
 
-def test_an_answer_restating_the_wrong_sentence_of_its_passage_gives_way_to_the_answering_one():
-    embedder = MiniLM()
-    penguin = (
-        "Emperor penguin: It lives only in Antarctica and breeds on the sea ice in the middle of winter. "
-        "The female lays a single egg, and the male keeps it warm on his feet for about 65 days. It stands about 115 cm tall."
-    )
-    attributor = Attributor([PassageHit("p:0", "p", "/docs/penguin.md", 0, penguin, 1.0)], embedder)
-    asked = ["Emperor penguin egg care", "How does this bird look after its egg?"]
-    wrong = attributor.mark("It lives only in Antarctica [1].")
-    assert wrong.supported and wrong.support == 0
-    assert attributor.answering(wrong, asked) == "The female lays a single egg, and the male keeps it warm on his feet for about 65 days [1]."
-    right = attributor.mark("The male keeps the egg warm on his feet.")
-    assert right.supported and attributor.answering(right, asked) is None  # it answers already
-    asked = ["Where does this bird live in winter?"]  # the first sentence answers: its heading is left out
-    assert attributor.answering(attributor.mark("It is about 115 cm tall."), asked) == (
-        "It lives only in Antarctica and breeds on the sea ice in the middle of winter [1]."
-    )
-    assert attributor.answering(attributor.mark("The sky is green."), asked) is None  # unsupported: nothing to give way
-
-
 def test_focused_passages_keep_the_relevant_sentences_in_order_within_budget():
     embedder = MiniLM()
     passages = [

@@ -4,16 +4,13 @@ visual search for the whole image and for its regions (real models, real LanceDB
 from pathlib import Path
 
 import lancedb
-import numpy as np
 import pytest
 from conftest import write_docs
-from PIL import Image
 
 from vlmsearch.engine import Engine
 from vlmsearch.eval.bucket.canvas import compose, drawing
 from vlmsearch.knowledge.wordnet import WordNet
 from vlmsearch.pipeline.rephrase import subjects
-from vlmsearch.pipeline.visual_search import VisualSearch
 
 OPENCLIPART = Path("/usr/share/openclipart/png")
 DOCS = {
@@ -71,10 +68,3 @@ def test_regions_find_each_drawn_thing_and_the_question_picks_its_kind(engine):
     assert subjects("What is the device in this picture used for?", facts, wordnet)[0] == "Anchor"
     assert "Looks like these topics of your documents: Apple" in facts.as_text()
     assert "Looks like" not in facts.as_text(matches=False)
-
-
-def test_weak_looks_are_not_kept_under_the_floor(engine):
-    # Noise looks like every topic a little: under a floor of 0.2, none is kept to name it.
-    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8))
-    assert VisualSearch(engine.models, engine.store, None, matches=6, min_match=0.0)(noise).matches
-    assert not VisualSearch(engine.models, engine.store, None, matches=6, min_match=0.2)(noise).matches

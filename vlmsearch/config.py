@@ -131,11 +131,6 @@ class AnswerSettings(_Frozen):
     similar_images: int = 3
     similar_min_score: float = 0.5  # weaker look-alikes would mislead more than help
     topic_matches: int = 6  # document topics the image's regions look like, for visual search (0: off)
-    # The joint model's probability below which a topic the image looks like is not kept (0: all kept).
-    # At 0.2 (test splits, llm pipeline, with the answering-sentence swap): hand-written set 0.458 vs
-    # 0.438 before, template bucket 0.449 vs 0.500: weak looks are mostly wrong on the hand-written
-    # drawings and often right on the bucket's, so it is off by default (docs: Evaluation).
-    min_topic_match: float = 0.0
     max_answer_tokens: int = 400
     # Passage text given to the generator, focused on the query's closest sentences: prompt processing
     # is most of a small CPU model's latency (Qwen 0.5B: ~200 tokens/s on 2 cores).

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +43,6 @@ _NOT_FOUND = re.compile(
 )
 NOT_SUPPORTED = "The sources do not say."  # shown when no sentence of an answer is supported
 MIN_SUPPORT = 0.6  # cosine + word overlap between an answer sentence and the source sentence it restates
-# A 0.5B generator often restates the wrong sentence of the right passage ("how does this bird look
-# after its egg?" -> where it lives). When another sentence of that passage answers the question
-# this much better (scored as quotes are), the answer gives that sentence in the passage's words.
-# Chosen on the hand-written dev split, replaying its answers: 0.1-0.3 righted 5-6 and lost 1.
-MIN_BETTER_ANSWER = 0.2
 NOT_FOUND = "The indexed documents do not contain an answer to this question."
 _WORD = re.compile(r"[a-z]+|\d+(?:[.,]\d+)?")
 _STOP = frozenset("a an the of in on at to for and or is are was were be it its this that with by as from".split())
@@ -164,7 +159,6 @@ def cited(answer: str, passages: Sequence[PassageHit]) -> tuple[Citation, ...]:
 class Marked:
     text: str  # the sentence, with [n] when a passage supports it
     supported: bool  # by a passage, or by what the image shows (its tags, text, description)
-    support: int | None = field(default=None, compare=False)  # its source sentence (Attributor.sources), if a passage's
 
 
 class Attributor:
@@ -212,7 +206,7 @@ class Attributor:
             best, score = self._best(claim, vector, self.vectors, [s for _, s in self.sources])
             if score >= MIN_SUPPORT:
                 body, end = (claim[:-1], claim[-1]) if claim[-1] in ".!?" else (claim, "")
-                return Marked(f"{body} [{self.sources[best][0]}]{end}", True, best)
+                return Marked(f"{body} [{self.sources[best][0]}]{end}", True)
         if self.image_vectors is not None:
             return Marked(claim, self._best(claim, vector, self.image_vectors, self.image_facts)[1] >= MIN_SUPPORT)
         return Marked(claim, False)
@@ -232,38 +226,20 @@ class Attributor:
         if scores[best] < min_score:
             return None
         n = self.sources[best][0]
-        best = max(self._answer_scores_in(n, queries).items(), key=lambda kv: kv[1])[0]
+        best = self._answering_sentence(n, queries)
         snippet = [s for i, (m, s) in enumerate(self.sources) if m == n and best - 1 - same[best] < i <= best + 1]
         return f'The closest passage says: "{" ".join(snippet).strip()}" [{n}]'
 
-    def answering(self, marked: Marked, queries: Sequence[str]) -> str | None:
-        """The sentence of the passage `marked` cites that answers the queries, in the passage's words
-        with its [n], when it answers them MIN_BETTER_ANSWER better than the one `marked` restates."""
-        if marked.support is None:
-            return None
-        n = self.sources[marked.support][0]
-        scores = self._answer_scores_in(n, queries)
-        best = max(scores, key=scores.get)
-        if best == marked.support or scores[best] - scores[marked.support] < MIN_BETTER_ANSWER:
-            return None
-        sentence = self.sources[best][1].strip()
-        heading, headed, rest = sentence.partition(": ")
-        if headed and best == min(scores) and len(heading.split()) <= 8:  # ingest starts a passage with "<heading>: "
-            sentence = rest
-        body, end = (sentence[:-1], sentence[-1]) if sentence[-1] in ".!?" else (sentence, ".")
-        return f"{body} [{n}]{end}"
-
-    def _answer_scores_in(self, n: int, queries: Sequence[str]) -> dict[int, float]:
-        """How well each sentence of passage n answers the queries, by index in `sources`. The subject's
-        name chose the passage and is in its every sentence's context, so it would pick the sentence
-        that names it (the definition) for "how big is Egyptian cat?"; without the name, the rest of
-        the question picks ("a small feline")."""
+    def _answering_sentence(self, n: int, queries: Sequence[str]) -> int:
+        """Passage n's sentence that answers the queries. The subject's name chose the passage and is
+        in its every window, so it would pick the sentence that names it (the definition) for "how
+        big is Egyptian cat?"; without the name, the rest of the question picks ("a small feline")."""
         indices = [i for i, (m, _) in enumerate(self.sources) if m == n]
         heading, headed, _ = self.sources[indices[0]][1].partition(": ")  # ingest starts a passage with "<heading>: "
         name = {_bare(w) for w in heading.split()} if headed and len(heading.split()) <= 8 else set()
         rest = [" ".join(w for w in q.split() if _bare(w) not in name) for q in queries]
         scores = _answer_scores(self.vectors[indices], [self.sources[i][1] for i in indices], rest, self.embedder.embed_texts(rest))
-        return dict(zip(indices, scores))
+        return indices[int(np.argmax(scores))]
 
     @staticmethod
     def _best(claim: str, vector: np.ndarray, vectors: np.ndarray, texts: Sequence[str]) -> tuple[int, float]:

@@ -19,7 +19,6 @@ from vlmsearch.pipeline.generate import (
     NOT_SUPPORTED,
     Attributor,
     Generator,
-    Marked,
     as_written,
     cited,
     looping,
@@ -95,7 +94,7 @@ class Pipeline:
                 raise _needs_vlm(name, role, settings.profile.name)
         opts = settings.answer
         self.models = models
-        self.visual_search = VisualSearch(models, store, wordnet, opts.similar_images, opts.similar_min_score, opts.topic_matches, opts.min_topic_match)
+        self.visual_search = VisualSearch(models, store, wordnet, opts.similar_images, opts.similar_min_score, opts.topic_matches)
         self.wordnet = wordnet
         self.retriever = Retriever(store, models.text_embedder, opts.passages, opts.min_passage_similarity, opts.query_fusion_k)
         self.opts = opts
@@ -215,18 +214,10 @@ class Pipeline:
         # sentence that neither a passage nor the image supports is held back (a small generator
         # invents weights and dates). A decline that opens the answer waits: when nothing else comes,
         # a passage that answers plainly is quoted instead, and failing that the answer says so.
-        # A supported sentence that restates the wrong sentence of its passage gives way to the one that
-        # answers (Attributor.answering); the trace keeps both.
-        held, declined, looped, restated = [], [], False, []
+        held, declined, looped = [], [], False
         for done, unfinished in as_written(timed(generator.stream(gathered.messages(generator, question)))):
             for sentence in done:
                 marked = attributor.mark(sentence)
-                answering = attributor.answering(marked, gathered.queries) if retrieval else None
-                if answering:
-                    restated.append([marked.text, answering])
-                    if answering in shown:  # two sentences gave way to one: it is said once
-                        continue
-                    marked = Marked(answering, True, marked.support)
                 if marked.text and marked.text in shown:  # said again word for word: the model loops
                     looped = True
                     break
@@ -257,13 +248,7 @@ class Pipeline:
                 generator.model_name,
                 round(1000 * (time.perf_counter() - start), 1),
                 f"question + {len(passages)} passages{' + caption' if gathered.caption else ''}",
-                {
-                    "chars": len(text),
-                    "first_token_ms": first_token_ms,
-                    "unsupported_held_back": held,
-                    "declined_then_quoted": declined if quoted else [],
-                    "restated_as_answering": restated,
-                },
+                {"chars": len(text), "first_token_ms": first_token_ms, "unsupported_held_back": held, "declined_then_quoted": declined if quoted else []},
             )
         )
         yield StageEvent(trace[-1])

@@ -47,9 +47,9 @@ def regions(image: Image.Image) -> list[tuple[str, Image.Image]]:
 
 
 class VisualSearch:
-    def __init__(self, models, store, wordnet, similar: int = 3, similar_min_score: float = 0.5, matches: int = 6, min_match: float = 0.0):
+    def __init__(self, models, store, wordnet, similar: int = 3, similar_min_score: float = 0.5, matches: int = 6):
         self.models, self.store, self.wordnet = models, store, wordnet
-        self.similar, self.similar_min_score, self.matches, self.min_match = similar, similar_min_score, matches, min_match
+        self.similar, self.similar_min_score, self.matches = similar, similar_min_score, matches
 
     @property
     def model_name(self) -> str:
@@ -91,8 +91,6 @@ class VisualSearch:
         for (region, _), vector in zip(named, vectors):
             for hit in self.store.topics_by_joint(vector, self.matches):
                 score = _probability(joint, hit.score)
-                if score < self.min_match:
-                    continue
                 if hit.id not in best or score > best[hit.id].score:
                     best[hit.id] = Match(hit.topic, hit.source, hit.doc_id, hit.positions, round(score, 4), region)
         return tuple(sorted(best.values(), key=lambda m: -m.score)[: self.matches])
