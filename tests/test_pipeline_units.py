@@ -185,6 +185,44 @@ def test_a_plain_answer_is_quoted_with_the_sentence_that_names_its_subject():
     )
 
 
+def test_an_answer_restating_the_wrong_sentence_of_its_passage_gives_way_to_the_answering_one():
+    embedder = MiniLM()
+    penguin = (
+        "Emperor penguin: It lives only in Antarctica and breeds on the sea ice in the middle of winter. "
+        "The female lays a single egg, and the male keeps it warm on his feet for about 65 days. It stands about 115 cm tall."
+    )
+    attributor = Attributor([PassageHit("p:0", "p", "/docs/penguin.md", 0, penguin, 1.0)], embedder)
+    asked = ["Emperor penguin egg care", "How does this bird look after its egg?"]
+    wrong = attributor.mark("It lives only in Antarctica [1].")
+    assert wrong.supported and wrong.support == 0
+    question = asked[1]
+    assert attributor.answering(wrong, asked, question) == "The female lays a single egg, and the male keeps it warm on his feet for about 65 days [1]."
+    right = attributor.mark("The male keeps the egg warm on his feet.")
+    assert right.supported and attributor.answering(right, asked, question) is None  # it answers already
+    asked = ["Where does this bird live in winter?"]  # the first sentence answers: its heading is left out
+    assert attributor.answering(attributor.mark("It is about 115 cm tall."), asked, asked[0]) == (
+        "It lives only in Antarctica and breeds on the sea ice in the middle of winter [1]."
+    )
+    assert attributor.answering(attributor.mark("The sky is green."), asked, asked[0]) is None  # unsupported: nothing to give way
+
+
+def test_a_named_subject_is_kept_and_a_labelled_line_is_never_the_answer():
+    embedder = MiniLM()
+    missile = (
+        "missile: a rocket carrying a warhead of conventional or nuclear explosives. A kind of: rocket, weapon. "
+        "It is used in war to strike targets far away, launched from the ground, ships or aircraft."
+    )
+    attributor = Attributor([PassageHit("p:0", "p", "/docs/missile.md", 0, missile, 1.0)], embedder)
+    # The asker did not know the name: it stays, and the sentence that answers follows it.
+    named = attributor.mark("It is a missile [1].")
+    assert attributor.answering(named, ["missile use", "what is this used for?"], "what is this used for?") == (
+        "It is a missile [1]. It is used in war to strike targets far away, launched from the ground, ships or aircraft [1]."
+    )
+    # "A kind of: rocket, weapon." scores best for "what kind of weapon?", but it is a field, not an answer.
+    kinds = ["what kind of weapon is missile?"]
+    assert attributor.answering(attributor.mark("It strikes targets far away in war."), kinds, kinds[0]) != "A kind of: rocket, weapon [1]."
+
+
 def test_focused_passages_keep_the_relevant_sentences_in_order_within_budget():
     embedder = MiniLM()
     passages = [

@@ -19,6 +19,7 @@ from vlmsearch.pipeline.generate import (
     NOT_SUPPORTED,
     Attributor,
     Generator,
+    Marked,
     as_written,
     cited,
     looping,
@@ -214,10 +215,18 @@ class Pipeline:
         # sentence that neither a passage nor the image supports is held back (a small generator
         # invents weights and dates). A decline that opens the answer waits: when nothing else comes,
         # a passage that answers plainly is quoted instead, and failing that the answer says so.
-        held, declined, looped = [], [], False
+        # A supported sentence that restates the wrong sentence of its passage gives way to the one that
+        # answers (Attributor.answering); the trace keeps both.
+        held, declined, looped, restated = [], [], False, []
         for done, unfinished in as_written(timed(generator.stream(gathered.messages(generator, question)))):
             for sentence in done:
                 marked = attributor.mark(sentence)
+                answering = attributor.answering(marked, gathered.queries, question) if retrieval else None
+                if answering:
+                    restated.append([marked.text, answering])
+                    if answering in shown:  # two sentences gave way to one: it is said once
+                        continue
+                    marked = Marked(answering, True, marked.support)
                 if marked.text and marked.text in shown:  # said again word for word: the model loops
                     looped = True
                     break
@@ -248,7 +257,13 @@ class Pipeline:
                 generator.model_name,
                 round(1000 * (time.perf_counter() - start), 1),
                 f"question + {len(passages)} passages{' + caption' if gathered.caption else ''}",
-                {"chars": len(text), "first_token_ms": first_token_ms, "unsupported_held_back": held, "declined_then_quoted": declined if quoted else []},
+                {
+                    "chars": len(text),
+                    "first_token_ms": first_token_ms,
+                    "unsupported_held_back": held,
+                    "declined_then_quoted": declined if quoted else [],
+                    "restated_as_answering": restated,
+                },
             )
         )
         yield StageEvent(trace[-1])
