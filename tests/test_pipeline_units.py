@@ -185,13 +185,15 @@ def test_a_plain_answer_is_quoted_with_the_sentence_that_names_its_subject():
     )
 
 
+def _over_one_passage(text: str) -> Attributor:
+    return Attributor([PassageHit("p:0", "p", "/docs/p.md", 0, text, 1.0)], MiniLM())
+
+
 def test_an_answer_restating_the_wrong_sentence_of_its_passage_gives_way_to_the_answering_one():
-    embedder = MiniLM()
-    penguin = (
+    attributor = _over_one_passage(
         "Emperor penguin: It lives only in Antarctica and breeds on the sea ice in the middle of winter. "
         "The female lays a single egg, and the male keeps it warm on his feet for about 65 days. It stands about 115 cm tall."
     )
-    attributor = Attributor([PassageHit("p:0", "p", "/docs/penguin.md", 0, penguin, 1.0)], embedder)
     asked = ["Emperor penguin egg care", "How does this bird look after its egg?"]
     wrong = attributor.mark("It lives only in Antarctica [1].")
     assert wrong.supported and wrong.support == 0
@@ -207,12 +209,10 @@ def test_an_answer_restating_the_wrong_sentence_of_its_passage_gives_way_to_the_
 
 
 def test_a_named_subject_is_kept_and_a_labelled_line_is_never_the_answer():
-    embedder = MiniLM()
-    missile = (
+    attributor = _over_one_passage(
         "missile: a rocket carrying a warhead of conventional or nuclear explosives. A kind of: rocket, weapon. "
         "It is used in war to strike targets far away, launched from the ground, ships or aircraft."
     )
-    attributor = Attributor([PassageHit("p:0", "p", "/docs/missile.md", 0, missile, 1.0)], embedder)
     # The asker did not know the name: it stays, and the sentence that answers follows it.
     named = attributor.mark("It is a missile [1].")
     assert attributor.answering(named, ["missile use", "what is this used for?"], "what is this used for?") == (
